@@ -26,7 +26,9 @@ from dbp.passports.types import Identifier, ShortText, Strict, Timestamp
 SCHEMA_VERSION = "dbp-battery-passport/1.0.0"
 CONTENT_SPECIFICATION = "urn:dbp:spec:battery-regulation-2023-1542:annex-xiii:din-dke-spec-99100:v1.2"
 
-DppId = Annotated[str, StringConstraints(max_length=256, pattern=r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[!-~]+$")]
+DppId = Annotated[
+    str, StringConstraints(max_length=256, pattern=r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[A-Za-z0-9()+,.:=@;$_!*'%-]+$")
+]
 ProductId = Annotated[
     str, StringConstraints(min_length=3, max_length=2048, pattern=r"^(https?://[!-~]+|urn:[A-Za-z0-9][!-~]+)$")
 ]

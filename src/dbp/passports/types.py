@@ -6,9 +6,12 @@ bounded length, so hostile or binary input fails at the schema layer with a path
 
 from __future__ import annotations
 
+import calendar
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 _TEXT_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
@@ -20,14 +23,56 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=512, patt
 Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s\x00-\x1f\x7f]+$")]
 Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-# ISO 8601 calendar date or year-month; the semantic layer checks that it is a real date.
-DateOrMonth = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
-Date = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-# ISO 8601 UTC or offset timestamp; the semantic layer checks the calendar and clock.
-Timestamp = Annotated[
-    str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+MIN_YEAR, MAX_YEAR = 1900, 2200  # anything outside is a data-entry error (e.g. "7172-75-08")
+
+
+def _real_date(value: str) -> str:
+    """Year-month or full date that exists on the calendar, within MIN_YEAR..MAX_YEAR."""
+    year, month = int(value[0:4]), int(value[5:7])
+    day = int(value[8:10]) if len(value) == 10 else 1
+    if not (MIN_YEAR <= year <= MAX_YEAR):
+        raise PydanticCustomError("date.plausibleYear", f"year {year} is outside {MIN_YEAR}..{MAX_YEAR}")
+    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
+        raise PydanticCustomError("date.calendar", f"{value} is not a real calendar date")
+    return value
+
+
+def _real_timestamp(value: str) -> str:
+    _real_date(value[:10])
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise PydanticCustomError("date.calendar", f"{value} is not a real date and time") from exc
+    return value
+
+
+def cas_check_digit_ok(cas: str) -> bool:
+    """CAS Registry Number check digit: sum of digits weighted 1,2,3... from the right, mod 10."""
+    digits = cas.replace("-", "")
+    body, check = digits[:-1], int(digits[-1])
+    return sum(i * int(d) for i, d in enumerate(reversed(body), start=1)) % 10 == check
+
+
+def _cas(value: str) -> str:
+    if not cas_check_digit_ok(value):
+        raise PydanticCustomError("cas.checkDigit", f"{value} fails the CAS check digit")
+    return value
+
+
+# ISO 8601 calendar date or year-month that exists.
+DateOrMonth = Annotated[
+    str, StringConstraints(pattern=r"^\d{4}-\d{2}(-\d{2})?$"), AfterValidator(_real_date)
 ]
-CasNumber = Annotated[str, StringConstraints(pattern=r"^\d{2,7}-\d{2}-\d$")]
+Date = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_real_date)]
+# ISO 8601 timestamp with Z or an offset, on a real date and clock.
+Timestamp = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"),
+    AfterValidator(_real_timestamp),
+]
+# CAS Registry Number, no stray spaces, correct check digit.
+CasNumber = Annotated[str, StringConstraints(pattern=r"^\d{2,7}-\d{2}-\d$"), AfterValidator(_cas)]
 
 Percent = Annotated[float, Field(ge=0, le=100)]
 NonNegative = Annotated[float, Field(ge=0)]

@@ -1,0 +1,112 @@
+"""``create_app(settings)``: builds engine, readers and routes. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from dbp import __version__
+from dbp.config import Settings
+from dbp.db import make_engine, make_sessionmaker
+from dbp.errors import DbpError, FieldError
+from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
+from dbp.passports import routes as passport_routes
+from dbp.passports.reads import CurrentVersionReader
+from dbp.passports.schemas import BatteryPassport
+from dbp.passports.validation import json_path
+
+log = logging.getLogger("dbp")
+
+_HTTP_CODES = {400: "ClientErrorBadRequest", 401: "ClientNotAuthorized", 403: "ClientForbidden",
+               404: "ClientErrorResourceNotFound", 405: "ClientMethodNotAllowed", 406: "ClientErrorNotAcceptable",
+               409: "ClientResourceConflict", 413: "ClientErrorPayloadTooLarge",
+               415: "ClientErrorUnsupportedMediaType", 422: "ClientErrorBadRequest"}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DbpError)
+    async def dbp_error(request: Request, exc: DbpError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        details = [FieldError(json_path(tuple(e.get("loc", ()))), f"request.{e.get('type', 'invalid')}",
+                              str(e.get("msg", ""))).as_dict() for e in exc.errors()]
+        return result_response(http_status=400, status_code="ClientErrorBadRequest",
+                               text="request parameters are invalid", correlation=correlation_id(request),
+                               details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return result_response(http_status=exc.status_code,
+                               status_code=_HTTP_CODES.get(exc.status_code, "ClientError"),
+                               text=str(exc.detail), correlation=correlation_id(request))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        cid = correlation_id(request)
+        log.exception("unhandled error, correlation id %s", cid)
+        return result_response(http_status=500, status_code="ServerInternalError",
+                               text="internal error; quote the correlation id when reporting it", correlation=cid)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    engine = make_engine(settings.database_url, echo=settings.sql_echo)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.reader.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title="dbp — Digital Battery Passport",
+        version=__version__,
+        description="EN 18222 passport API for batteries under Regulation (EU) 2023/1542 (Art. 77-78, Annex XIII).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.reader = CurrentVersionReader(engine)
+    _install_error_handlers(app)
+    app.add_middleware(CorrelationAndLimits, max_body=settings.max_body_bytes)
+    app.include_router(passport_routes.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return RedirectResponse("/docs")
+
+    @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
+    def health() -> Response:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return json_response({"status": "ok", "version": __version__, "roles": [r.value for r in settings.roles]})
+
+    _add_passport_schema(app)
+    return app
+
+
+def _add_passport_schema(app: FastAPI) -> None:
+    """Routes read bodies raw; register the passport model so OpenAPI can reference it."""
+    original = app.openapi
+
+    def openapi() -> dict:  # type: ignore[type-arg]
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        model = BatteryPassport.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(model.pop("$defs", {}))
+        components["BatteryPassport"] = model
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

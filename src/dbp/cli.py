@@ -1,0 +1,178 @@
+"""The ``dbp`` command line: serve, demo, import, export, db upgrade.
+
+Every command reads ``DBP_*`` settings from the environment (flags override), exits non-zero on
+failure and says why on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dbp.config import Settings
+
+app = typer.Typer(help="dbp — Digital Battery Passport system (EU Regulation 2023/1542).", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+err = Console(stderr=True)
+out = Console()
+
+Host = Annotated[str | None, typer.Option(help="interface to listen on (DBP_HOST)")]
+Port = Annotated[int | None, typer.Option(help="TCP port (DBP_PORT)")]
+DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (DBP_DATABASE_URL)")]
+
+
+def _settings(host: str | None = None, port: int | None = None, database_url: str | None = None) -> Settings:
+    overrides = {k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items()
+                 if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        err.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _upgrade(settings: Settings) -> None:
+    from dbp.migrate import upgrade
+
+    try:
+        upgrade(settings)
+    except Exception as exc:  # an unreachable or broken database: say which, exit non-zero
+        err.print(f"[red]cannot migrate {settings.database_url}:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from dbp.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                proxy_headers=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DbUrl = None) -> None:
+    """Create or migrate the database schema to the latest revision."""
+    settings = _settings(database_url=database_url)
+    _upgrade(settings)
+    out.print(f"database at head: {settings.database_url}")
+
+
+@app.command()
+def serve(host: Host = None, port: Port = None, database_url: DbUrl = None) -> None:
+    """Migrate the database and serve every configured role (DBP_ROLES) over HTTP."""
+    settings = _settings(host, port, database_url)
+    _upgrade(settings)
+    out.print(f"dbp serving {settings.base_url}  (API docs {settings.base_url}/docs)")
+    _serve(settings)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err, transient=False)
+
+
+@app.command("import")
+def import_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="JSON, NDJSON or CSV files, or folders of them")],
+    database_url: DbUrl = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=10000, help="records per transaction")] = 500,
+    report: Annotated[Path | None, typer.Option(help="write the full JSON report here")] = None,
+) -> None:
+    """Import passports (upsert by product identifier; safe to re-run). Exit 1 if any record failed."""
+    from dbp.db import make_engine, make_sessionmaker
+    from dbp.passports import bulk
+
+    settings = _settings(database_url=database_url)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        err.print(f"[red]no such file or folder:[/red] {', '.join(missing)}")
+        raise typer.Exit(2)
+    _upgrade(settings)
+    files = list(bulk.iter_files(paths))
+    engine = make_engine(settings.database_url)
+    with _progress() as progress:
+        task = progress.add_task("importing", total=None)
+        records = (r for f in files for r in bulk.read_records(f))
+        result = bulk.import_records(make_sessionmaker(engine), records, batch_size=batch_size,
+                                     progress=lambda n: progress.advance(task, n))
+    engine.dispose()
+    summary = result.as_json()
+    if report:
+        report.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    for e in result.errors[:20]:
+        first = e["details"][0] if e["details"] else {}
+        err.print(f"[yellow]{e['source']}:{e['line']}[/yellow] {e['message']} {first.get('path', '')} "
+                  f"{first.get('rule', '')} {first.get('message', '')}")
+    out.print_json(data={k: v for k, v in summary.items() if k != "errors"})
+    raise typer.Exit(1 if result.failed else 0)
+
+
+@app.command("export")
+def export_cmd(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="NDJSON file (default stdout)")] = None,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="every version, not only current")] = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Export passports as NDJSON of their canonical (RFC 8785) stored bytes."""
+    from dbp.db import make_engine, make_sessionmaker
+    from dbp.passports import bulk
+
+    settings = _settings(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    sink = output.open("wb") if output else sys.stdout.buffer
+    count = 0
+    try:
+        with _progress() as progress:
+            task = progress.add_task("exporting", total=None)
+            for line in bulk.export_current(make_sessionmaker(engine), all_versions=all_versions):
+                sink.write(line)
+                count += 1
+                progress.advance(task)
+    except Exception as exc:
+        err.print(f"[red]export failed after {count} passports:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        if output:
+            sink.close()
+        engine.dispose()
+    err.print(f"exported {count} passport versions")
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="batteries in the synthetic fleet")] = 1000,
+    host: Host = None, port: Port = None, database_url: DbUrl = None,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="start the server after seeding")] = True,
+) -> None:
+    """Seed a realistic synthetic fleet (EV, LMT, industrial, stationary; some second-life) and serve it."""
+    from dbp.demo_seed import seed
+
+    settings = _settings(host, port, database_url)
+    _upgrade(settings)
+    with _progress() as progress:
+        task = progress.add_task("seeding demo fleet", total=count)
+        sample = seed(settings, count=count, progress=lambda n: progress.advance(task, n))
+    base = settings.base_url
+    out.print("\n[bold]dbp is ready[/bold] — every role in one process, database " + settings.database_url)
+    out.print(f"  API docs (Swagger UI):  {base}/docs")
+    out.print(f"  sample passport (JSON): {base}/api/v1/dpps/{sample.dpp_id}")
+    out.print("  same, as a page:        open the link above in a browser (Accept: text/html)")
+    out.print(f"  product-identifier link: {base}/api/v1/dppsByProductId/{quote(sample.product_id, safe='')}")
+    out.print(f"  search (recall query):  {base}/api/v1/dpps?category=ev&limit=10")
+    if sample.successor_id:
+        out.print(f"  second-life passport:   {base}/api/v1/dpps/{sample.successor_id}")
+    if serve_after:
+        _serve(settings)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,60 @@
+"""Seeds the embedded demo: a synthetic fleet through the real import path, then second-life
+passports through the real lifecycle operation. Idempotent: re-running adds nothing twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import select
+
+from dbp.config import Settings
+from dbp.db import make_engine, make_sessionmaker, transaction
+from dbp.errors import DbpError
+from dbp.passports import bulk, lifecycle
+from dbp.passports.demo import generate_fleet, successor_document, successor_plan
+from dbp.passports.models import Passport
+
+
+@dataclass(frozen=True)
+class Sample:
+    dpp_id: str
+    product_id: str
+    successor_id: str | None
+
+
+def seed(settings: Settings, *, count: int, progress: Callable[[int], None] | None = None) -> Sample:
+    engine = make_engine(settings.database_url)
+    factory = make_sessionmaker(engine)
+    try:
+        docs = list(generate_fleet(count))
+        records = (bulk.RecordSource("demo", i, raw=orjson.dumps(d)) for i, d in enumerate(docs, start=1))
+        report = bulk.import_records(factory, records, progress=progress)
+        if report.failed:
+            raise RuntimeError(f"demo data failed validation: {report.errors[:3]}")
+        successor_id = None
+        for k, (indexes, operation) in enumerate(successor_plan(count)):
+            preds = [docs[i] for i in indexes]
+            with transaction(factory) as session:
+                rows = [session.scalar(select(Passport).where(Passport.product_id == d["uniqueProductIdentifier"]))
+                        for d in preds]
+                if any(r is None or r.dpp_status != "active" for r in rows):
+                    continue  # already succeeded on an earlier run
+                body = orjson.dumps({"operation": operation,
+                                     "predecessorDppIds": [r.dpp_id for r in rows if r is not None],
+                                     "passport": successor_document(preds, operation, index=k)})
+                try:
+                    successor_id = lifecycle.create_successor(session, body=body).dpp_id
+                except DbpError as exc:
+                    raise RuntimeError(f"demo successor {k} refused: {exc.message} {exc.details[:3]}") from exc
+        with factory() as session:
+            first = session.scalar(select(Passport).where(
+                Passport.product_id == docs[0]["uniqueProductIdentifier"]))
+            if successor_id is None:
+                successor_id = session.scalar(select(Passport.dpp_id).where(
+                    Passport.battery_status.in_(["repurposed", "remanufactured", "re-used"])).limit(1))
+        assert first is not None
+        return Sample(first.dpp_id, first.product_id, successor_id)
+    finally:
+        engine.dispose()

@@ -1,0 +1,29 @@
+"""Alembic environment: the URL comes from the caller (``dbp db upgrade``), never from a file."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from dbp.db import Base, make_engine
+from dbp.passports import models as _passport_models  # noqa: F401  (registers tables)
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    connectable = config.attributes.get("connection")
+    if connectable is not None:
+        context.configure(connection=connectable, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

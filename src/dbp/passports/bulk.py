@@ -1,0 +1,269 @@
+"""Bulk import and export of passports (JSON, NDJSON, CSV) with per-record outcomes.
+
+Import is an upsert keyed on ``uniqueProductIdentifier``: a new product gets a new passport, a
+known product whose content changed gets a new version, identical content is skipped — so a
+re-run is safe. A bad record is reported (source, line, path, rule) and never stops or undoes the
+good ones: records are validated first, then written in batches, each batch one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dbp.errors import DbpError, FieldError
+from dbp.passports import service
+from dbp.passports.models import Passport, PassportVersion
+from dbp.passports.paths import parse_element_path, set_element
+from dbp.passports.schemas import SERVER_MANAGED, BatteryPassport
+from dbp.passports.validation import check_semantics, parse_document
+
+SUFFIXES = {".json", ".ndjson", ".jsonl", ".csv"}
+
+
+@dataclass
+class RecordSource:
+    source: str  # file name
+    line: int  # 1-based line (NDJSON/CSV) or item index + 1 (JSON array)
+    raw: bytes | None = None
+    error: FieldError | None = None
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    max_errors: int = 1000
+
+    def fail(self, rec: RecordSource, details: list[FieldError], message: str) -> None:
+        self.failed += 1
+        if len(self.errors) < self.max_errors:
+            self.errors.append({"source": rec.source, "line": rec.line, "message": message,
+                                "details": [d.as_dict() for d in details]})
+
+    def as_json(self) -> dict[str, Any]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+                "failed": self.failed, "errors": self.errors}
+
+
+# ------------------------------------------------------------------------------------ reading files
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    for p in paths:
+        if p.is_dir():
+            yield from sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+        else:
+            yield p
+
+
+def _csv_record(row: dict[str, str]) -> bytes:
+    """A CSV row → passport JSON. Columns are element paths; a cell starting with [ or { is JSON."""
+    doc: dict[str, Any] = {}
+    for column, cell in row.items():
+        if column is None or cell is None or cell == "":
+            continue
+        value: Any = cell
+        if cell[:1] in "[{" or cell in ("true", "false"):
+            value = orjson.loads(cell)
+        else:
+            try:
+                value = int(cell) if cell.lstrip("-").isdigit() else float(cell)
+            except ValueError:
+                value = cell
+        doc = set_element(doc, parse_element_path(column), value)
+    return orjson.dumps(doc)
+
+
+def read_records(path: Path) -> Iterator[RecordSource]:
+    """Yield every record of one file, or a record carrying the reason it cannot be read."""
+    name = str(path)
+    suffix = path.suffix.lower()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        yield RecordSource(name, 0, error=FieldError("$", "file.unreadable", str(exc)))
+        return
+    if suffix in (".ndjson", ".jsonl"):
+        for i, line in enumerate(data.splitlines(), start=1):
+            if line.strip():
+                yield RecordSource(name, i, raw=line)
+    elif suffix == ".csv":
+        try:
+            reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+            for i, row in enumerate(reader, start=2):
+                try:
+                    yield RecordSource(name, i, raw=_csv_record(row))
+                except (DbpError, orjson.JSONDecodeError, ValueError) as exc:
+                    yield RecordSource(name, i, error=FieldError("$", "csv.cell", str(exc)))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            yield RecordSource(name, 0, error=FieldError("$", "csv.syntax", str(exc)))
+    else:
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            yield RecordSource(name, 0, error=FieldError("$", "json.syntax", str(exc)))
+            return
+        items = parsed if isinstance(parsed, list) else [parsed]
+        for i, item in enumerate(items, start=1):
+            yield RecordSource(name, i, raw=orjson.dumps(item))
+
+
+# ------------------------------------------------------------------------------------ writing
+def _strip_server_fields(doc: BatteryPassport) -> BatteryPassport:
+    """Exports carry per-version stamps; the receiving repository sets them anew. Lifecycle links
+    and the end-of-life marker are kept, so an exported repository imports whole."""
+    doc.lastUpdate = None
+    doc.dppSchemaVersion = None
+    return doc
+
+
+def _content_key(doc_json: dict[str, Any]) -> bytes:
+    """What an import compares to decide 'unchanged': the document minus per-version stamps."""
+    return orjson.dumps({k: v for k, v in doc_json.items() if k not in ("lastUpdate", "dppId")},
+                        option=orjson.OPT_SORT_KEYS)
+
+
+def _write_batch(session: Session, batch: list[tuple[RecordSource, BatteryPassport]],
+                 report: ImportReport) -> None:
+    ids = [doc.uniqueProductIdentifier for _, doc in batch]
+    existing = dict(session.execute(
+        select(Passport.product_id, Passport.dpp_id).where(Passport.product_id.in_(ids))).all())
+    at = service.timestamp()
+    passports: list[dict[str, Any]] = []
+    versions: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for rec, doc in batch:
+        pid = doc.uniqueProductIdentifier
+        if pid in seen:
+            report.fail(rec, [FieldError("$.uniqueProductIdentifier", "import.duplicateInBatch",
+                                         "the same product appears twice in this import")], "duplicate product")
+            continue
+        seen.add(pid)
+        try:
+            if pid in existing:
+                _update_existing(session, existing[pid], doc, report)
+                continue
+            dpp_id = doc.dppId or service.new_dpp_id()
+            body, digest = service._finalise(doc, dpp_id=dpp_id, at=at)
+        except DbpError as exc:
+            report.fail(rec, exc.details, exc.message)
+            continue
+        passports.append({"dpp_id": dpp_id, "current_version": 1, "created_at": at, "updated_at": at,
+                          **service._columns(doc)})
+        versions.append({"dpp_id": dpp_id, "version": 1, "created_at": at, "change": "import", "sha256": digest,
+                         "canonical": body.decode()})
+    if passports:
+        session.execute(insert(Passport), passports)
+        session.execute(insert(PassportVersion), versions)
+    report.created += len(passports)
+
+
+def _update_existing(session: Session, dpp_id: str, doc: BatteryPassport, report: ImportReport) -> None:
+    row = session.get(Passport, dpp_id)
+    assert row is not None
+    current = orjson.loads(service.read_current(session, dpp_id=dpp_id).body)
+    for f in SERVER_MANAGED:
+        if current.get(f) is not None:
+            setattr(doc, f, current[f] if f != "lastUpdate" else None)
+    doc.dppId = dpp_id
+    incoming = doc.model_dump(mode="json", exclude_none=True)
+    incoming.setdefault("dppStatus", current.get("dppStatus"))
+    if _content_key(incoming) == _content_key(current):
+        report.unchanged += 1
+        return
+    service._writable(row)
+    service.append_version(session, row=row, doc=doc, change="import")
+    report.updated += 1
+
+
+def import_records(
+    factory: sessionmaker[Session], records: Iterable[RecordSource], *, batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Validate and store ``records``; returns counts and per-record errors. Never raises for data."""
+    report = ImportReport()
+    batch: list[tuple[RecordSource, BatteryPassport]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        try:
+            with factory.begin() as session:
+                _write_batch(session, batch, report)
+        except DbpError:
+            # A conflict inside the batch (e.g. a concurrent writer): retry record by record so that
+            # only the offending records fail.
+            for item in batch:
+                try:
+                    with factory.begin() as session:
+                        _write_batch(session, [item], report)
+                except DbpError as exc:
+                    report.fail(item[0], exc.details, exc.message)
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    for rec in records:
+        if rec.error is not None or rec.raw is None:
+            report.fail(rec, [rec.error] if rec.error else [], "unreadable record")
+            if progress:
+                progress(1)
+            continue
+        try:
+            doc = _strip_server_fields(parse_document(rec.raw))
+            check_semantics(doc)
+        except DbpError as exc:
+            report.fail(rec, exc.details, exc.message)
+            if progress:
+                progress(1)
+            continue
+        batch.append((rec, doc))
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return report
+
+
+def export_current(factory: sessionmaker[Session], *, all_versions: bool = False,
+                   batch_size: int = 1000) -> Iterator[bytes]:
+    """NDJSON lines of every passport's current version (or every version), in dppId order."""
+    last = ""
+    while True:
+        with factory() as session:
+            if all_versions:
+                stmt = (select(PassportVersion.dpp_id, PassportVersion.canonical)
+                        .where(PassportVersion.dpp_id > last).order_by(PassportVersion.dpp_id)
+                        .limit(batch_size))
+                ids = [r[0] for r in session.execute(stmt).all()]
+                if not ids:
+                    return
+                upto = ids[-1] if len(ids) == batch_size else None
+                q = select(PassportVersion.dpp_id, PassportVersion.canonical).where(PassportVersion.dpp_id > last)
+                if upto is not None:
+                    q = q.where(PassportVersion.dpp_id <= upto)
+                rows = session.execute(q.order_by(PassportVersion.dpp_id, PassportVersion.version)).all()
+            else:
+                rows = session.execute(
+                    select(PassportVersion.dpp_id, PassportVersion.canonical)
+                    .join(Passport, (Passport.dpp_id == PassportVersion.dpp_id)
+                          & (Passport.current_version == PassportVersion.version))
+                    .where(Passport.dpp_id > last).order_by(Passport.dpp_id).limit(batch_size)).all()
+        if not rows:
+            return
+        for _, canonical in rows:
+            yield canonical.encode() + b"\n"
+        last = rows[-1][0]
+        if not all_versions and len(rows) < batch_size:
+            return
+        if all_versions and upto is None:
+            return

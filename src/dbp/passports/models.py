@@ -1,0 +1,62 @@
+"""Storage: one row per passport (searchable columns), append-only versions (canonical bytes)."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dbp.db import Base
+
+# Timestamps are fixed-width ISO 8601 UTC strings ("2026-11-29T12:00:00.000000Z"): they sort
+# chronologically as text and read the same on SQLite and PostgreSQL.
+TS = String(27)
+
+
+class Passport(Base):
+    """The current state of a passport; the fields people search by, extracted from its current version."""
+
+    __tablename__ = "passports"
+
+    dpp_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    product_id: Mapped[str] = mapped_column(String(2048), unique=True)
+    current_version: Mapped[int] = mapped_column(Integer)
+    dpp_status: Mapped[str] = mapped_column(String(16), index=True)
+    battery_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    category: Mapped[str | None] = mapped_column(String(16), index=True)
+    chemistry: Mapped[str | None] = mapped_column(String(256), index=True)
+    manufacturer: Mapped[str | None] = mapped_column(String(512), index=True)
+    model: Mapped[str | None] = mapped_column(String(256), index=True)
+    batch: Mapped[str | None] = mapped_column(String(256), index=True)
+    facility: Mapped[str | None] = mapped_column(String(512), index=True)
+    operator_id: Mapped[str] = mapped_column(String(512), index=True)
+    manufactured: Mapped[str | None] = mapped_column(String(10), index=True)
+    created_at: Mapped[str] = mapped_column(TS)
+    updated_at: Mapped[str] = mapped_column(TS)
+
+
+class PassportVersion(Base):
+    """One immutable version: its RFC 8785 canonical JSON and that text's SHA-256. Never updated."""
+
+    __tablename__ = "passport_versions"
+
+    dpp_id: Mapped[str] = mapped_column(String(256), ForeignKey("passports.dpp_id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[str] = mapped_column(TS)
+    change: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    canonical: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_passport_versions_dpp_id_created_at", "dpp_id", "created_at"),)
+
+
+class PassportLink(Base):
+    """Successor passport ← predecessor passport (Art. 77(7): new passport linked to 1..n originals)."""
+
+    __tablename__ = "passport_links"
+
+    successor_id: Mapped[str] = mapped_column(String(256), ForeignKey("passports.dpp_id"), primary_key=True)
+    predecessor_id: Mapped[str] = mapped_column(String(256), ForeignKey("passports.dpp_id"), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[str] = mapped_column(TS)
+
+    __table_args__ = (Index("ix_passport_links_predecessor_id", "predecessor_id"),)

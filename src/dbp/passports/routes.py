@@ -1,0 +1,250 @@
+"""EN 18222 operations under /api/v1 (JSON), plus the lifecycle operations of Art. 77(7)-(8).
+
+Routes parse the request, call one service function, commit the request's one transaction and
+return stored bytes. Request bodies are read raw (strict parsing happens in the service) and are
+described in OpenAPI through ``openapi_extra``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from starlette.responses import Response
+
+from dbp.deps import SessionDep, SettingsDep
+from dbp.errors import FieldError, NotAcceptable, NotFound, UnsupportedMediaType, ValidationFailed
+from dbp.http import json_response
+from dbp.passports import lifecycle, service, views
+from dbp.passports.schemas import attribute_catalogue, passport_json_schema
+from dbp.passports.service import StoredVersion
+
+router = APIRouter(prefix="/api/v1")
+
+PASSPORT_REF = {"$ref": "#/components/schemas/BatteryPassport"}
+PASSPORT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": PASSPORT_REF}}}}
+MERGE_PATCH_BODY = {"requestBody": {"required": True, "content": {
+    "application/merge-patch+json": {"schema": {"type": "object"}},
+    "application/json": {"schema": {"type": "object"}}}}}
+ANY_JSON_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}}
+PASSPORT_RESPONSE = {"200": {"content": {"application/json": {"schema": PASSPORT_REF},
+                                         "text/html": {"schema": {"type": "string"}}}}}
+
+DppIdPath = Annotated[str, Path(max_length=256, description="passport identifier, e.g. urn:uuid:…")]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=1024)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Cursor = Annotated[str | None, Query(max_length=600)]
+Filter = Annotated[str | None, Query(max_length=512)]
+MonthOrDate = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
+
+
+def version_response(v: StoredVersion, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(v.body, status_code=status_code, media_type="application/json",
+                    headers={"ETag": v.etag, "X-DPP-Version": str(v.version), "Last-Modified-At": v.created_at,
+                             "Cache-Control": "no-cache", **(headers or {})})
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    if not accept:
+        return False
+    html, js = accept.find("text/html"), accept.find("application/json")
+    if html >= 0 and (js < 0 or html < js):
+        return True
+    if js < 0 and "*/*" not in accept and "application/*" not in accept:
+        raise NotAcceptable("this resource is available as application/json or text/html")
+    return False
+
+
+def _require_json(request: Request) -> None:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("application/json", "application/merge-patch+json", ""):
+        raise UnsupportedMediaType(f"content type {ctype!r} is not accepted; send application/json")
+
+
+async def _body(request: Request) -> bytes:
+    _require_json(request)
+    return await request.body()
+
+
+def _not_modified(request: Request, v: StoredVersion) -> bool:
+    inm = request.headers.get("if-none-match")
+    return inm is not None and (inm.strip() == "*" or v.etag in [t.strip() for t in inm.split(",")])
+
+
+async def _serve(request: Request, v: StoredVersion | None, missing: str) -> Response:
+    if v is None:
+        raise NotFound(missing)
+    if _wants_html(request):
+        return views.passport_page(request, v)
+    if _not_modified(request, v):
+        return Response(status_code=304, headers={"ETag": v.etag})
+    return version_response(v)
+
+
+@router.get("/schema", summary="JSON Schema of the battery passport", tags=["schema"])
+def get_schema() -> Response:
+    return json_response(passport_json_schema())
+
+
+@router.get("/schema/attributes", summary="Per-attribute metadata (access group, level, unit, …)",
+            tags=["schema"])
+def get_attributes() -> Response:
+    items = attribute_catalogue()
+    return json_response({"count": len(items), "attributes": items})
+
+
+@router.post("/dpps", status_code=201, summary="CreateDPP", tags=["EN 18222"], openapi_extra=PASSPORT_BODY)
+async def create_dpp(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    body = await _body(request)
+    v = service.create_passport(session, body=body)
+    session.commit()
+    return version_response(v, status_code=201,
+                            headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
+
+
+@router.get("/dpps", summary="Search passports (recall and fleet queries)", tags=["EN 18222"])
+def search_dpps(
+    session: SessionDep, category: Filter = None, chemistry: Filter = None, manufacturer: Filter = None,
+    model: Filter = None, status: Filter = None, batteryStatus: Filter = None, batch: Filter = None,
+    facility: Filter = None, operator: Filter = None, manufacturedFrom: MonthOrDate = None,
+    manufacturedTo: MonthOrDate = None, cursor: Cursor = None, limit: Limit = 100,
+) -> Response:
+    filters = {"category": category, "chemistry": chemistry, "manufacturer": manufacturer, "model": model,
+               "status": status, "batteryStatus": batteryStatus, "batch": batch, "facility": facility,
+               "operator": operator}
+    lo = manufacturedFrom if manufacturedFrom is None or len(manufacturedFrom) == 10 else f"{manufacturedFrom}-01"
+    hi = manufacturedTo if manufacturedTo is None or len(manufacturedTo) == 10 else f"{manufacturedTo}-31"
+    return json_response(service.search(session, filters=filters, manufactured_from=lo, manufactured_to=hi,
+                                        cursor=cursor, limit=limit))
+
+
+@router.get("/dpps/{dppId}", summary="ReadDPPById", tags=["EN 18222"], responses=PASSPORT_RESPONSE)
+async def read_dpp(request: Request, dppId: DppIdPath) -> Response:
+    v = await request.app.state.reader.by_id(dppId)
+    return await _serve(request, v, f"no passport {dppId}")
+
+
+@router.patch("/dpps/{dppId}", summary="UpdateDPPById (JSON Merge Patch, RFC 7396)", tags=["EN 18222"],
+              openapi_extra=MERGE_PATCH_BODY)
+async def update_dpp(request: Request, dppId: DppIdPath, session: SessionDep, if_match: IfMatch = None) -> Response:
+    body = await _body(request)
+    v = service.patch_passport(session, dpp_id=dppId, body=body, if_match=if_match)
+    session.commit()
+    return version_response(v)
+
+
+@router.delete("/dpps/{dppId}", summary="DeleteDPPById (archives; data are never deleted)", tags=["EN 18222"])
+def delete_dpp(dppId: DppIdPath, session: SessionDep, if_match: IfMatch = None) -> Response:
+    v = service.archive_passport(session, dpp_id=dppId, if_match=if_match)
+    session.commit()
+    return version_response(v)
+
+
+@router.get("/dpps/{dppId}/versions", summary="List the versions of a passport", tags=["EN 18222"])
+def versions(dppId: DppIdPath, session: SessionDep) -> Response:
+    return json_response({"dppId": dppId, "versions": service.list_versions(session, dpp_id=dppId)})
+
+
+@router.get("/dpps/{dppId}/versions/{version}", summary="Read one version", tags=["EN 18222"],
+            responses=PASSPORT_RESPONSE)
+def read_version(dppId: DppIdPath, version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                 session: SessionDep) -> Response:
+    return version_response(service.read_version(session, dpp_id=dppId, version=version))
+
+
+@router.get("/dpps/{dppId}/elements/{elementPath:path}", summary="ReadDataElement", tags=["EN 18222"])
+def read_element(dppId: DppIdPath, elementPath: str, session: SessionDep) -> Response:
+    return Response(service.read_element(session, dpp_id=dppId, element_path=elementPath),
+                    media_type="application/json")
+
+
+@router.patch("/dpps/{dppId}/elements/{elementPath:path}", summary="UpdateDataElement", tags=["EN 18222"],
+              openapi_extra=ANY_JSON_BODY)
+async def update_element(request: Request, dppId: DppIdPath, elementPath: str, session: SessionDep,
+                         if_match: IfMatch = None) -> Response:
+    body = await _body(request)
+    v = service.patch_element(session, dpp_id=dppId, element_path=elementPath, body=body, if_match=if_match)
+    session.commit()
+    return version_response(v)
+
+
+@router.get("/dppsByProductId/{productId:path}", summary="ReadDPPByProductId (current passport of a product)",
+            tags=["EN 18222"], responses=PASSPORT_RESPONSE)
+async def read_by_product(request: Request, productId: str) -> Response:
+    if len(productId) > 2048:
+        raise ValidationFailed("product identifier too long", details=[
+            FieldError("productId", "productId.length", "at most 2048 characters")])
+    product = productId if "://" in productId else productId.replace(":/", "://", 1)  # proxies merge "//"
+    v = await request.app.state.reader.by_product_id(product)
+    return await _serve(request, v, f"no passport for product {productId}")
+
+
+@router.get("/dppsByIdAndDate/{dppId}", summary="ReadDPPVersionByIdAndDate (point in time)", tags=["EN 18222"],
+            responses=PASSPORT_RESPONSE)
+def read_at(dppId: DppIdPath, session: SessionDep,
+            date: Annotated[str, Query(max_length=64, description="ISO 8601 instant; a date means its end")]
+            ) -> Response:
+    return version_response(service.read_at(session, dpp_id=dppId, at=service.parse_instant(date)))
+
+
+@router.post("/dppsByProductIds", summary="ReadDPPIdsByProductIds", tags=["EN 18222"], openapi_extra={
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["productIds"], "properties": {
+            "productIds": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000}, "cursor": {"type": "string"}}}}}}})
+async def ids_by_products(request: Request, session: SessionDep, limit: Annotated[int | None, Query(ge=1, le=1000)]
+                          = None, cursor: Cursor = None) -> Response:
+    data = service._json_body(await _body(request))
+    if isinstance(data, list):
+        data = {"productIds": data}
+    ids = data.get("productIds") if isinstance(data, dict) else None
+    errors = []
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 1000 or not all(
+            isinstance(i, str) and 0 < len(i) <= 2048 for i in ids):
+        errors.append(FieldError("$.productIds", "productIds.list", "1..1000 product identifiers (strings)"))
+    body_limit = data.get("limit", 100) if isinstance(data, dict) else 100
+    if limit is None and (not isinstance(body_limit, int) or isinstance(body_limit, bool)
+                          or not 1 <= body_limit <= 1000):
+        errors.append(FieldError("$.limit", "limit.range", "an integer 1..1000"))
+    body_cursor = data.get("cursor") if isinstance(data, dict) else None
+    if body_cursor is not None and not isinstance(body_cursor, str):
+        errors.append(FieldError("$.cursor", "cursor.invalid", "pass nextCursor unchanged"))
+    if errors or not isinstance(data, dict):
+        raise ValidationFailed("invalid ReadDPPIdsByProductIds request", details=errors)
+    assert isinstance(ids, list)
+    return json_response(service.ids_by_product_ids(
+        session, product_ids=ids, cursor=cursor or body_cursor, limit=limit or body_limit))
+
+
+@router.post("/lifecycle/successors", status_code=201, tags=["lifecycle"],
+             summary="Second life: new passport linked to 1..n predecessors (Art. 77(7))",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                 "type": "object", "required": ["operation", "predecessorDppIds", "passport"], "properties": {
+                     "operation": {"enum": [o.value for o in lifecycle.SecondLifeOperation]},
+                     "predecessorDppIds": {"type": "array", "items": {"type": "string"}},
+                     "passport": PASSPORT_REF}}}}}})
+async def successors(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    v = lifecycle.create_successor(session, body=await _body(request))
+    session.commit()
+    return version_response(v, status_code=201,
+                            headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
+
+
+@router.post("/dpps/{dppId}/waste", tags=["lifecycle"],
+             summary="Waste: responsibility moves to another operator, same passport (Art. 77(7))",
+             openapi_extra=ANY_JSON_BODY)
+async def waste(request: Request, dppId: DppIdPath, session: SessionDep, if_match: IfMatch = None) -> Response:
+    v = lifecycle.mark_waste(session, dpp_id=dppId, body=await _body(request), if_match=if_match)
+    session.commit()
+    return version_response(v)
+
+
+@router.post("/dpps/{dppId}/recycle", tags=["lifecycle"],
+             summary="Recycled: the passport ceases — archived, read-only, kept (Art. 77(8))")
+async def recycle(request: Request, dppId: DppIdPath, session: SessionDep, if_match: IfMatch = None) -> Response:
+    v = lifecycle.mark_recycled(session, dpp_id=dppId, body=await _body(request), if_match=if_match)
+    session.commit()
+    return version_response(v)
+

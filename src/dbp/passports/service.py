@@ -1,0 +1,442 @@
+"""Passport use cases: create, read, update (merge patch, element), archive, versions, search.
+
+Keyword-only functions over a SQLAlchemy ``Session``; they flush, the caller commits (one
+transaction per request). Every write stores a complete new version (canonical bytes + SHA-256)
+and never changes an old one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dbp.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from dbp.integrity.canonical import canonical_bytes, sha256_hex
+from dbp.passports import paths
+from dbp.passports.clusters import BatteryStatus
+from dbp.passports.models import Passport, PassportVersion
+from dbp.passports.schemas import (
+    CONTENT_SPECIFICATION,
+    SCHEMA_VERSION,
+    SERVER_MANAGED,
+    BatteryPassport,
+    DppStatus,
+)
+from dbp.passports.validation import check_semantics, parse_document, validate_dict
+
+
+def timestamp(now: datetime | None = None) -> str:
+    """Fixed-width UTC ISO 8601 with microseconds: sorts chronologically as text."""
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_dpp_id() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """What a read returns: the canonical bytes exactly as stored, and how to cite them."""
+
+    dpp_id: str
+    version: int
+    created_at: str
+    sha256: str
+    body: bytes
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.sha256}"'
+
+
+# ------------------------------------------------------------------------------------ writing
+def _columns(doc: BatteryPassport) -> dict[str, Any]:
+    gp = doc.generalProductInformation
+    mc = doc.materialComposition
+    made = gp.manufacturingDate if gp else None
+    return {
+        "product_id": doc.uniqueProductIdentifier,
+        "dpp_status": (doc.dppStatus or DppStatus.draft).value,
+        "battery_status": gp.batteryStatus.value if gp and gp.batteryStatus else None,
+        "category": gp.batteryCategory.value if gp and gp.batteryCategory else None,
+        "chemistry": mc.batteryChemistry.shortName if mc and mc.batteryChemistry else None,
+        "manufacturer": gp.manufacturerInformation.name if gp and gp.manufacturerInformation else None,
+        "model": gp.batteryModelIdentifier if gp else None,
+        "batch": gp.batchNumber if gp else None,
+        "facility": doc.facilityId or (gp.manufacturingPlace.facilityId if gp and gp.manufacturingPlace else None),
+        "operator_id": doc.economicOperatorId,
+        "manufactured": made if made is None or len(made) == 10 else f"{made}-01",
+    }
+
+
+def _finalise(doc: BatteryPassport, *, dpp_id: str, at: str) -> tuple[bytes, str]:
+    """Stamp server-managed header fields and produce (canonical bytes, sha256)."""
+    doc.dppId = dpp_id
+    doc.lastUpdate = at
+    doc.dppSchemaVersion = SCHEMA_VERSION
+    if doc.dppStatus is None:
+        doc.dppStatus = DppStatus.draft
+    if not doc.contentSpecificationIds:
+        doc.contentSpecificationIds = [CONTENT_SPECIFICATION]
+    body = canonical_bytes(doc.model_dump(mode="json", exclude_none=True))
+    return body, sha256_hex(body)
+
+
+def prepare_new(doc: BatteryPassport, *, at: str) -> tuple[BatteryPassport, str]:
+    """Checks for a document about to become a new passport; returns it with its dppId."""
+    given = doc.model_fields_set & set(SERVER_MANAGED) - {"dppSchemaVersion", "lastUpdate"}
+    if given:
+        raise ValidationFailed(
+            "server-managed fields cannot be set by clients",
+            details=[FieldError(f"$.{f}", "serverManaged", f"{f} is set by the repository") for f in sorted(given)],
+        )
+    if doc.dppSchemaVersion not in (None, SCHEMA_VERSION):
+        raise ValidationFailed("unsupported schema version", details=[FieldError(
+            "$.dppSchemaVersion", "schemaVersion.supported", f"this repository stores {SCHEMA_VERSION}")])
+    if doc.dppStatus in (DppStatus.archived, DppStatus.inactive):
+        raise ValidationFailed("a new passport starts as draft or active", details=[FieldError(
+            "$.dppStatus", "status.initial", "use draft or active")])
+    if doc.generalProductInformation and doc.generalProductInformation.batteryStatus not in (
+            None, BatteryStatus.original):
+        raise ValidationFailed("a new passport is for an original battery", details=[FieldError(
+            "$.generalProductInformation.batteryStatus", "batteryStatus.initial",
+            "second-life passports are created with POST /api/v1/lifecycle/successors")])
+    return doc, doc.dppId or new_dpp_id()
+
+
+def insert_new(session: Session, *, doc: BatteryPassport, dpp_id: str, at: str, change: str = "create") -> StoredVersion:
+    check_semantics(doc)
+    body, digest = _finalise(doc, dpp_id=dpp_id, at=at)
+    if session.get(Passport, dpp_id) is not None:
+        raise Conflict(f"passport {dpp_id} already exists")
+    if session.scalar(select(Passport.dpp_id).where(Passport.product_id == doc.uniqueProductIdentifier)):
+        raise Conflict(f"product {doc.uniqueProductIdentifier} already has a passport in this repository")
+    session.add(Passport(dpp_id=dpp_id, current_version=1, created_at=at, updated_at=at, **_columns(doc)))
+    session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, sha256=digest,
+                                canonical=body.decode()))
+    _flush(session)
+    return StoredVersion(dpp_id, 1, at, digest, body)
+
+
+def create_passport(session: Session, *, body: bytes, now: datetime | None = None) -> StoredVersion:
+    """CreateDPP: validate, assign the id, store version 1. Conflict if the product has a passport."""
+    doc = parse_document(body)
+    at = timestamp(now)
+    doc, dpp_id = prepare_new(doc, at=at)
+    return insert_new(session, doc=doc, dpp_id=dpp_id, at=at)
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("the passport was changed or created concurrently; retry the request") from exc
+
+
+def append_version(session: Session, *, row: Passport, doc: BatteryPassport, change: str,
+                   now: datetime | None = None) -> StoredVersion:
+    """Store ``doc`` as the next version of ``row``; optimistic on ``current_version``."""
+    check_semantics(doc)
+    at = timestamp(now)
+    body, digest = _finalise(doc, dpp_id=row.dpp_id, at=at)
+    version = row.current_version + 1
+    session.add(PassportVersion(dpp_id=row.dpp_id, version=version, created_at=at, change=change,
+                                sha256=digest, canonical=body.decode()))
+    result = session.execute(
+        update(Passport)
+        .where(and_(Passport.dpp_id == row.dpp_id, Passport.current_version == row.current_version))
+        .values(current_version=version, updated_at=at, **_columns(doc))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("the passport was changed concurrently; retry with a fresh ETag")
+    _flush(session)
+    row.current_version = version
+    return StoredVersion(row.dpp_id, version, at, digest, body)
+
+
+# ------------------------------------------------------------------------------------ reading
+def _row(session: Session, dpp_id: str, *, for_update: bool = False) -> Passport:
+    stmt = select(Passport).where(Passport.dpp_id == dpp_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"no passport {dpp_id}")
+    return row
+
+
+def _stored(v: PassportVersion) -> StoredVersion:
+    return StoredVersion(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical.encode())
+
+
+def read_current(session: Session, *, dpp_id: str) -> StoredVersion:
+    row = session.execute(
+        select(PassportVersion).join(Passport, and_(
+            Passport.dpp_id == PassportVersion.dpp_id, Passport.current_version == PassportVersion.version))
+        .where(Passport.dpp_id == dpp_id)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no passport {dpp_id}")
+    return _stored(row)
+
+
+def read_by_product_id(session: Session, *, product_id: str) -> StoredVersion:
+    dpp_id = session.scalar(select(Passport.dpp_id).where(Passport.product_id == product_id))
+    if dpp_id is None:
+        raise NotFound(f"no passport for product {product_id}")
+    return read_current(session, dpp_id=dpp_id)
+
+
+def parse_instant(value: str) -> str:
+    """ISO 8601 instant (or date = end of that UTC day) → our fixed-width UTC form."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            moment = datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, microsecond=999999,
+                                                          tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+"))
+            if moment.tzinfo is None:
+                raise ValueError("no time zone")
+    except ValueError:
+        raise BadRequest(f"date must be ISO 8601 with a time zone (e.g. 2027-03-01T12:00:00Z), got {value!r}",
+                         details=[FieldError("date", "date.iso8601", "expected ISO 8601 with Z or offset")]
+                         ) from None
+    return timestamp(moment)
+
+
+def read_at(session: Session, *, dpp_id: str, at: str) -> StoredVersion:
+    """ReadDPPVersionByIdAndDate: the version that was current at instant ``at``."""
+    _row(session, dpp_id)
+    v = session.scalars(
+        select(PassportVersion).where(PassportVersion.dpp_id == dpp_id, PassportVersion.created_at <= at)
+        .order_by(PassportVersion.version.desc()).limit(1)
+    ).first()
+    if v is None:
+        raise NotFound(f"passport {dpp_id} did not exist at {at}")
+    return _stored(v)
+
+
+def read_version(session: Session, *, dpp_id: str, version: int) -> StoredVersion:
+    v = session.get(PassportVersion, (dpp_id, version))
+    if v is None:
+        raise NotFound(f"passport {dpp_id} has no version {version}")
+    return _stored(v)
+
+
+def list_versions(session: Session, *, dpp_id: str) -> list[dict[str, Any]]:
+    _row(session, dpp_id)
+    rows = session.execute(
+        select(PassportVersion.version, PassportVersion.created_at, PassportVersion.change, PassportVersion.sha256)
+        .where(PassportVersion.dpp_id == dpp_id).order_by(PassportVersion.version)
+    ).all()
+    return [{"version": v, "createdAt": c, "change": ch, "sha256": s} for v, c, ch, s in rows]
+
+
+# ------------------------------------------------------------------------------------ updating
+def _check_if_match(current: StoredVersion, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    tags = [t.strip() for t in if_match.split(",")]
+    if "*" in tags or current.etag in tags:
+        return
+    raise PreconditionFailed(f"If-Match {if_match} is not the current version (current ETag {current.etag})")
+
+
+def _writable(row: Passport) -> None:
+    if row.dpp_status == DppStatus.archived.value:
+        raise Conflict(f"passport {row.dpp_id} is archived and read-only")
+
+
+_DPP_TRANSITIONS = {
+    DppStatus.draft: {DppStatus.draft, DppStatus.active},
+    DppStatus.active: {DppStatus.active, DppStatus.inactive},
+    DppStatus.inactive: {DppStatus.inactive, DppStatus.active},
+}
+# Battery status changes an update may make: re-use/repair of a non-waste battery (Art. 77(7), REG-ART77-17).
+# Waste needs a responsibility transfer; repurposing/remanufacturing need a new passport.
+_PATCH_BATTERY_STATUS = {BatteryStatus.original, BatteryStatus.re_used}
+
+
+def _check_update(old: dict[str, Any], new: BatteryPassport) -> None:
+    errors: list[FieldError] = []
+    if new.dppId != old.get("dppId"):
+        errors.append(FieldError("$.dppId", "immutable", "the passport identifier never changes"))
+    if new.uniqueProductIdentifier != old.get("uniqueProductIdentifier"):
+        errors.append(FieldError("$.uniqueProductIdentifier", "immutable",
+                                 "the product identifier never changes; a second-life battery gets a successor "
+                                 "passport (POST /api/v1/lifecycle/successors)"))
+    dumped = new.model_dump(mode="json", exclude_none=True, include=set(SERVER_MANAGED))
+    for f in SERVER_MANAGED:
+        if f != "lastUpdate" and dumped.get(f) != old.get(f):
+            errors.append(FieldError(f"$.{f}", "serverManaged", f"{f} is set by the repository"))
+    old_status = DppStatus(old.get("dppStatus", "draft"))
+    new_status = new.dppStatus or old_status
+    if new_status not in _DPP_TRANSITIONS.get(old_status, set()):
+        hint = " (archive with DELETE or the recycle operation)" if new_status is DppStatus.archived else ""
+        errors.append(FieldError("$.dppStatus", "status.transition",
+                                 f"cannot go from {old_status.value} to {new_status.value}{hint}"))
+    old_bs = (old.get("generalProductInformation") or {}).get("batteryStatus")
+    new_bs = new.generalProductInformation.batteryStatus if new.generalProductInformation else None
+    if new_bs is not None and new_bs.value != old_bs and new_bs not in _PATCH_BATTERY_STATUS:
+        errors.append(FieldError("$.generalProductInformation.batteryStatus", "batteryStatus.transition",
+                                 f"{new_bs.value} is set by a lifecycle operation (waste: POST .../waste; "
+                                 "repurposed/remanufactured: POST /api/v1/lifecycle/successors)"))
+    if old_bs == BatteryStatus.waste.value and new_bs is not None and new_bs.value != old_bs:
+        errors.append(FieldError("$.generalProductInformation.batteryStatus", "batteryStatus.transition",
+                                 "a waste battery leaves waste status only through a successor passport"))
+    if errors:
+        raise ValidationFailed("update breaks lifecycle rules", details=errors)
+
+
+def _apply(session: Session, *, dpp_id: str, if_match: str | None, change: str,
+           transform: Any, now: datetime | None) -> StoredVersion:
+    row = _row(session, dpp_id, for_update=True)
+    _writable(row)
+    current = read_current(session, dpp_id=dpp_id)
+    _check_if_match(current, if_match)
+    old = orjson.loads(current.body)
+    new_doc = transform(old)
+    if not isinstance(new_doc, dict):
+        raise BadRequest("the result of the update is not a JSON object")
+    new_doc.pop("lastUpdate", None)
+    model = validate_dict(new_doc)
+    _check_update(old, model)
+    return append_version(session, row=row, doc=model, change=change, now=now)
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}",
+                         details=[FieldError("$", "json.syntax", str(exc))]) from None
+
+
+def patch_passport(session: Session, *, dpp_id: str, body: bytes, if_match: str | None = None,
+                   now: datetime | None = None) -> StoredVersion:
+    """UpdateDPPById with an RFC 7396 merge patch: atomic, a new version, lifecycle rules enforced."""
+    patch = _json_body(body)
+    if not isinstance(patch, dict):
+        raise BadRequest("a merge patch for a passport must be a JSON object",
+                         details=[FieldError("$", "mergePatch.object", "expected an object")])
+    return _apply(session, dpp_id=dpp_id, if_match=if_match, change="update",
+                  transform=lambda old: paths.merge_patch(old, patch), now=now)
+
+
+def read_element(session: Session, *, dpp_id: str, element_path: str) -> bytes:
+    path = paths.parse_element_path(element_path)
+    current = read_current(session, dpp_id=dpp_id)
+    return orjson.dumps(paths.get_element(orjson.loads(current.body), path))
+
+
+def patch_element(session: Session, *, dpp_id: str, element_path: str, body: bytes,
+                  if_match: str | None = None, now: datetime | None = None) -> StoredVersion:
+    """UpdateDataElement: replace one element (``null`` removes it) as a new version."""
+    path = paths.parse_element_path(element_path)
+    value = _json_body(body)
+    return _apply(session, dpp_id=dpp_id, if_match=if_match, change="updateElement",
+                  transform=lambda old: paths.set_element(old, path, value), now=now)
+
+
+def archive_passport(session: Session, *, dpp_id: str, if_match: str | None = None,
+                     reason: str = "archived", recycler_id: str | None = None,
+                     now: datetime | None = None) -> StoredVersion:
+    """DeleteDPPById: never deletes; the passport becomes archived and read-only, all versions kept."""
+    row = _row(session, dpp_id, for_update=True)
+    _writable(row)
+    current = read_current(session, dpp_id=dpp_id)
+    _check_if_match(current, if_match)
+    doc = validate_dict(orjson.loads(current.body))
+    doc.dppStatus = DppStatus.archived
+    eol: dict[str, Any] = {"reason": reason, "at": timestamp(now).replace(".000000Z", "Z")}
+    if recycler_id:
+        eol["recyclerId"] = recycler_id
+    doc = validate_dict({**doc.model_dump(mode="json", exclude_none=True), "endOfLife": eol})
+    return append_version(session, row=row, doc=doc, change=reason, now=now)
+
+
+# ------------------------------------------------------------------------------------ search
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        if len(cursor) > 600:
+            raise ValueError
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor is not one this repository issued",
+                         details=[FieldError("cursor", "cursor.invalid", "pass nextCursor unchanged")]) from None
+
+
+SEARCH_FILTERS = {
+    "category": Passport.category, "chemistry": Passport.chemistry, "manufacturer": Passport.manufacturer,
+    "model": Passport.model, "status": Passport.dpp_status, "batteryStatus": Passport.battery_status,
+    "batch": Passport.batch, "facility": Passport.facility, "operator": Passport.operator_id,
+}
+
+
+def _summary(p: Passport) -> dict[str, Any]:
+    out = {"dppId": p.dpp_id, "uniqueProductIdentifier": p.product_id, "dppStatus": p.dpp_status,
+           "category": p.category, "chemistry": p.chemistry, "manufacturer": p.manufacturer, "model": p.model,
+           "batch": p.batch, "facility": p.facility, "manufacturingDate": p.manufactured,
+           "economicOperatorId": p.operator_id, "version": p.current_version, "lastUpdate": p.updated_at}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def search(session: Session, *, filters: dict[str, str | None], manufactured_from: str | None,
+           manufactured_to: str | None, cursor: str | None, limit: int) -> dict[str, Any]:
+    """Keyset-paginated search over the extracted columns, ordered by dppId."""
+    stmt = select(Passport)
+    for key, value in filters.items():
+        if value is not None:
+            stmt = stmt.where(SEARCH_FILTERS[key] == value)
+    if manufactured_from:
+        stmt = stmt.where(Passport.manufactured >= manufactured_from)
+    if manufactured_to:
+        stmt = stmt.where(Passport.manufactured <= manufactured_to)
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(Passport.dpp_id > after)
+    rows = session.scalars(stmt.order_by(Passport.dpp_id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [_summary(r) for r in rows],
+            "nextCursor": encode_cursor(rows[-1].dpp_id) if more and rows else None}
+
+
+def ids_by_product_ids(session: Session, *, product_ids: list[str], cursor: str | None,
+                       limit: int) -> dict[str, Any]:
+    """ReadDPPIdsByProductIds: the passports of the given products, paginated by dppId."""
+    stmt = select(Passport.product_id, Passport.dpp_id, Passport.dpp_status).where(
+        Passport.product_id.in_(product_ids))
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(Passport.dpp_id > after)
+    rows = session.execute(stmt.order_by(Passport.dpp_id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [{"productId": p, "dppId": d, "dppStatus": s} for p, d, s in rows],
+            "nextCursor": encode_cursor(rows[-1][1]) if more and rows else None}

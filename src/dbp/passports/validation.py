@@ -1,0 +1,211 @@
+"""Validation in layers: schema (Pydantic, strict) then the semantics a schema cannot express.
+
+``parse_document`` turns raw JSON bytes into a ``BatteryPassport`` or raises ``ValidationFailed``
+whose details name, for every problem, the JSON path (``$.a.b[0].c``) and the rule broken.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from dbp.errors import FieldError, ValidationFailed
+from dbp.passports.attributes import Attribute, Kind, Requirement, collect_attributes
+from dbp.passports.clusters import BatteryStatus
+from dbp.passports.schemas import BatteryPassport, DppStatus
+
+_GS1_GTIN = re.compile(r"^https?://[^/]+(?:/[^/]+)*?/(?:01|gtin)/(\d{8}|\d{12,14})(?:/|$|\?)")
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def json_path(loc: tuple[Any, ...]) -> str:
+    out = "$"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _schema_errors(exc: ValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False):
+        rule = err["type"] if "." in err["type"] else f"schema.{err['type']}"
+        out.append(FieldError(path=json_path(tuple(err["loc"])), rule=rule, message=err["msg"]))
+    return out
+
+
+def parse_document(raw: bytes | str) -> BatteryPassport:
+    """Schema layer only: strict JSON parsing into the model, refusing unknown keys."""
+    try:
+        return BatteryPassport.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = _schema_errors(exc)
+        if any(e.rule == "schema.json_invalid" for e in errors):
+            raise ValidationFailed("request body is not valid JSON", details=errors) from None
+        raise ValidationFailed("passport does not match the schema", details=errors) from None
+
+
+def validate_dict(doc: dict[str, Any]) -> BatteryPassport:
+    return parse_document(orjson.dumps(doc))
+
+
+def gtin_check_digit_ok(gtin: str) -> bool:
+    """GS1 mod-10: weights 3,1,3,… from the right, excluding the check digit."""
+    body, check = gtin[:-1], int(gtin[-1])
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10 == check
+
+
+@cache
+def _attributes() -> tuple[Attribute, ...]:
+    return tuple(collect_attributes(BatteryPassport))
+
+
+def _lookup(model: BaseModel, path: str) -> Any:
+    node: Any = model
+    for part in path.split("."):
+        node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def _sum_rule(items: list[Any] | None, field: str, path: str, what: str) -> Iterator[FieldError]:
+    if not items:
+        return
+    total = sum(getattr(i, field) or 0.0 for i in items)
+    if total > 100.0 + 1e-9:
+        yield FieldError(path, "shares.sumAtMost100", f"{what} add up to {total:g} %, more than 100 %")
+
+
+def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
+    pd = p.performanceAndDurability
+    if pd is not None:
+        lo, nom, hi = pd.minimumVoltage, pd.nominalVoltage, pd.maximumVoltage
+        pairs = [(lo, nom, "minimumVoltage", "nominalVoltage"), (nom, hi, "nominalVoltage", "maximumVoltage"),
+                 (lo, hi, "minimumVoltage", "maximumVoltage")]
+        for a, b, na, nb in pairs:
+            if a is not None and b is not None and a > b:
+                yield FieldError(f"$.performanceAndDurability.{na}", "voltage.order",
+                                 f"{na} {a:g} V exceeds {nb} {b:g} V (need min <= nominal <= max)")
+        t_lo, t_hi = pd.idleTemperatureLowerBoundary, pd.idleTemperatureUpperBoundary
+        if t_lo is not None and t_hi is not None and t_lo > t_hi:
+            yield FieldError("$.performanceAndDurability.idleTemperatureLowerBoundary", "temperature.range",
+                             f"lower boundary {t_lo:g} °C is above upper boundary {t_hi:g} °C")
+    mc = p.materialComposition
+    if mc is not None:
+        yield from _sum_rule(mc.hazardousSubstances, "concentration", "$.materialComposition.hazardousSubstances",
+                             "hazardous substance concentrations")
+        yield from _sum_rule(mc.criticalRawMaterials, "weightShare", "$.materialComposition.criticalRawMaterials",
+                             "critical raw material shares")
+        em = mc.electrodeAndElectrolyteMaterials
+        if em is not None:
+            for part in ("cathode", "anode", "electrolyte", "separator"):
+                yield from _sum_rule(getattr(em, part), "weightShare",
+                                     f"$.materialComposition.electrodeAndElectrolyteMaterials.{part}",
+                                     f"{part} material shares")
+    ci = p.circularity
+    if ci is not None:
+        for metal in ("Nickel", "Cobalt", "Lithium", "Lead"):
+            pre = getattr(ci, f"preConsumerRecycled{metal}Share")
+            post = getattr(ci, f"postConsumerRecycled{metal}Share")
+            if pre is not None and post is not None and pre + post > 100.0 + 1e-9:
+                yield FieldError(f"$.circularity.postConsumerRecycled{metal}Share", "shares.sumAtMost100",
+                                 f"pre- and post-consumer recycled {metal.lower()} add up to {pre + post:g} %")
+    cf = p.carbonFootprint
+    if cf is not None and cf.carbonFootprintPerFunctionalUnit is not None:
+        stages = [cf.rawMaterialAcquisition, cf.mainProduction, cf.distribution, cf.endOfLifeAndRecycling]
+        total = sum(s for s in stages if s is not None)
+        if total > cf.carbonFootprintPerFunctionalUnit * 1.01 + 1e-9:
+            yield FieldError("$.carbonFootprint", "carbonFootprint.stagesWithinTotal",
+                             f"life-cycle stages add up to {total:g}, more than the total "
+                             f"{cf.carbonFootprintPerFunctionalUnit:g} kgCO2e/kWh")
+    m = _GS1_GTIN.match(p.uniqueProductIdentifier)
+    if m and not gtin_check_digit_ok(m.group(1)):
+        yield FieldError("$.uniqueProductIdentifier", "gtin.checkDigit",
+                         f"GTIN {m.group(1)} in the GS1 Digital Link fails the GS1 check digit")
+    gp = p.generalProductInformation
+    if gp is not None:
+        if gp.operatorInformation and gp.operatorInformation.identifier not in (None, p.economicOperatorId):
+            yield FieldError("$.generalProductInformation.operatorInformation.identifier", "operator.consistent",
+                             "operator identifier differs from the header's economicOperatorId")
+        made, served = gp.manufacturingDate, gp.puttingIntoServiceDate
+        if made and served and served[: len(made)] < made[: len(served)]:
+            yield FieldError("$.generalProductInformation.puttingIntoServiceDate", "date.order",
+                             "battery put into service before it was manufactured")
+        place = gp.manufacturingPlace
+        if place and place.facilityId and p.facilityId and place.facilityId != p.facilityId:
+            yield FieldError("$.facilityId", "facility.consistent",
+                             "facilityId differs from generalProductInformation.manufacturingPlace.facilityId")
+
+
+def _applicability(p: BatteryPassport, *, require_complete: bool) -> Iterator[FieldError]:
+    gp = p.generalProductInformation
+    category = gp.batteryCategory if gp else None
+    bms = bool(gp and gp.bmsPresent)
+    if category is None:
+        if require_complete:
+            yield FieldError("$.generalProductInformation.batteryCategory", "required.forActivation",
+                             "battery category is required: applicability of every attribute depends on it")
+        return
+    for a in _attributes():
+        value = _lookup(p, a.path)
+        need = a.meta.applicability[category.value]
+        present = value is not None and value != []
+        declared = value is not None  # an empty list declares "none" (e.g. no Cd/Pb symbol is due)
+        if present and need is Requirement.not_applicable:
+            yield FieldError(f"$.{a.path}", "category.notApplicable",
+                             f"{a.name} does not apply to {category.value} batteries ({a.meta.clause})")
+        elif present and a.meta.bms_only and not bms:
+            yield FieldError(f"$.{a.path}", "bms.notApplicable",
+                             f"{a.name} is battery-management-system data; bmsPresent is not true")
+        elif (require_complete and not declared and need is Requirement.mandatory
+              and a.meta.kind is Kind.static and not a.meta.bms_only and a.path not in _SERVER_SET):
+            yield FieldError(f"$.{a.path}", "required.forActivation",
+                             f"{a.name} is mandatory for {category.value} batteries ({a.meta.clause})")
+
+
+_SERVER_SET = frozenset({"dppId", "dppSchemaVersion", "dppStatus", "lastUpdate"})
+
+
+def _not_in_future(p: BatteryPassport, now: datetime) -> Iterator[FieldError]:
+    gp = p.generalProductInformation
+    if gp and gp.manufacturingDate:
+        if gp.manufacturingDate[:7] > (now + FUTURE_TOLERANCE).strftime("%Y-%m"):
+            yield FieldError("$.generalProductInformation.manufacturingDate", "date.notInFuture",
+                             "manufacturing date lies in the future")
+    pd = p.performanceAndDurability
+    if pd is None:
+        return
+    limit = now + FUTURE_TOLERANCE
+    for name in type(pd).model_fields:
+        value = getattr(pd, name)
+        ts = getattr(value, "timestamp", None)
+        if isinstance(ts, str) and datetime.fromisoformat(ts.replace("Z", "+00:00")) > limit:
+            yield FieldError(f"$.performanceAndDurability.{name}.timestamp", "timestamp.notInFuture",
+                             "measurement time lies in the future")
+
+
+def semantic_errors(p: BatteryPassport, *, now: datetime | None = None) -> list[FieldError]:
+    """Rules beyond the schema. Activation (dppStatus active) also demands the mandatory attributes."""
+    now = now or datetime.now(UTC)
+    require = p.dppStatus is DppStatus.active
+    errors = list(_cross_field(p))
+    errors.extend(_applicability(p, require_complete=require))
+    errors.extend(_not_in_future(p, now))
+    return errors
+
+
+def check_semantics(p: BatteryPassport, *, now: datetime | None = None) -> None:
+    errors = semantic_errors(p, now=now)
+    if errors:
+        raise ValidationFailed("passport breaks semantic rules", details=errors)
+
+
+__all__ = ["BatteryStatus", "check_semantics", "gtin_check_digit_ok", "json_path", "parse_document",
+           "semantic_errors", "validate_dict"]

@@ -1,0 +1,144 @@
+"""Test fixtures: a real database (SQLite always; PostgreSQL when DBP_TEST_DATABASE_URL is set) and
+a real HTTP server on loopback.
+
+Functional tests talk HTTP to uvicorn in a background thread, so they cannot share the test's
+transaction (ARCHITECTURE.md §5.8); instead every test starts from emptied tables. When
+DBP_TEST_DATABASE_URL is set and the database is unreachable the run FAILS — CI must not turn a
+missing PostgreSQL into a green SQLite-only run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from dbp.app import create_app
+from dbp.config import Settings
+from dbp.db import make_engine, make_sessionmaker
+from dbp.migrate import upgrade
+
+TABLES = ("passport_links", "passport_versions", "passports")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("DBP_TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            # start from nothing: a previous run may have left tables at another revision
+            conn.execute(text("DROP TABLE IF EXISTS passport_links, passport_versions, passports, "
+                              "alembic_version CASCADE"))
+            conn.commit()
+    except Exception as exc:
+        pytest.fail(f"DBP_TEST_DATABASE_URL={url} is set but unreachable: {exc}", pytrace=False)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    s = Settings(database_url=database_url, environment="test", port=_free_port())
+    upgrade(s)
+    return s
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Any]:
+    e = make_engine(settings.database_url)
+    yield e
+    e.dispose()
+
+
+@pytest.fixture()
+def session_factory(engine: Any) -> Any:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request: pytest.FixtureRequest) -> None:
+    if "settings" not in request.fixturenames:
+        return
+    engine = request.getfixturevalue("engine")
+    with engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+
+
+class ServerThread:
+    """uvicorn serving an app on 127.0.0.1 in a daemon thread."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings) -> Iterator[ServerThread]:
+    with ServerThread(create_app(settings), settings.port) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def client(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def fleet() -> list[dict[str, Any]]:
+    """Forty valid, complete, active passports of every category (the demo generator)."""
+    from dbp.passports.demo import generate_fleet
+
+    return list(generate_fleet(40, seed=7))
+
+
+@pytest.fixture()
+def passport(fleet: list[dict[str, Any]]) -> dict[str, Any]:
+    """A fresh copy of one complete EV passport."""
+    import copy
+
+    return copy.deepcopy(next(d for d in fleet if d["generalProductInformation"]["batteryCategory"] == "ev"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = os.environ.get("DBP_TEST_DATABASE_URL")
+    return f"dbp test database: {url or 'SQLite (temporary file)'}"
+
+
+ROOT = Path(__file__).resolve().parent.parent
