@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import orjson
@@ -30,8 +30,8 @@ DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy UR
 
 
 def _settings(host: str | None = None, port: int | None = None, database_url: str | None = None) -> Settings:
-    overrides = {k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items()
-                 if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items()
+                                 if v is not None}
     try:
         return Settings(**overrides)
     except ValueError as exc:

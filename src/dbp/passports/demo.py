@@ -24,9 +24,10 @@ import dataclasses
 import functools
 import hashlib
 import random
+from collections import namedtuple
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -78,11 +79,10 @@ Cellunor Industries SAS|CELLUNOR|cellunor|3760218|+33 3 27 99 40 00|ev lmt|12 ru
  Usine de Douai;Zone Industrielle Nord;59500;Douai;FR|Usine de Dunkerque;Route du Port 8;59140;Dunkerque;FR
 Ibérica Baterías S.L.|IBERBAT|iberbat|8437015|+34 962 65 40 00|lmt stationary|Calle Batería 4;46520;Sagunto;ES
  Planta Sagunto;Parc Sagunt II 7;46520;Sagunto;ES|Planta Navalmoral;Polígono 3;10300;Navalmoral de la Mata;ES
-Polonia Accu Sp. z o.o.|POLACCU|polaccu|5904417|+48 71 300 40 00|ev industrial stationary|ul. Akumulatorowa 9;\
-55-040;Kobierzyce;PL
+Polonia Accu Sp. z o.o.|POLACCU|polaccu|5904417|+48 71 300 40 00|ev industrial stationary|Ogniwowa 9;55-040;Wrocław;PL
  Zakład Kobierzyce;ul. Energetyczna 2;55-040;Kobierzyce;PL|Zakład Jawor;ul. Przemysłowa 14;59-400;Jawor;PL
 Danubia Storage Kft.|DANUBIA|danubia|5998823|+36 52 500 700|stationary industrial|Energia utca 5;4031;Debrecen;HU
- Debrecen Plant;Határ út 22;4031;Debrecen;HU|Iváncsa Plant;Ipari út 1;2454;Iváncsa;HU|Győr Plant;Ipari Park 3;9027;Győr;HU
+ Debrecen Plant;Határ út 22;4031;Debrecen;HU|Iváncsa Plant;Ipari út 1;2454;Iváncsa;HU|Győr Plant;Ipari 3;9027;Győr;HU
 Baltic Power Cells UAB|BALTCELL|baltcell|4779102|+370 37 400 500|lmt industrial|Pramonės pr. 16;51329;Kaunas;LT
  Kaunas FEZ Plant;Ramybės g. 4;54460;Kaunas;LT|Šiauliai Plant;Pramonės g. 10;78137;Šiauliai;LT
 """
@@ -96,10 +96,9 @@ _ANODE = [("Graphite", "7782-42-5", 14.8), ("Copper foil", "7440-50-8", 7.1), ("
 _ELECTROLYTE = [("Lithium hexafluorophosphate", "21324-40-3", 1.4), ("Ethylene carbonate", "96-49-1", 4.1),
                 ("Dimethyl carbonate", "616-38-6", 3.2), ("Ethyl methyl carbonate", "623-53-0", 2.6)]
 _SEPARATOR = [("Polyethylene", "9002-88-4", 1.5), ("Aluminium oxide coating", "1344-28-1", 0.2)]
-_CATHODE_REST = [("Aluminium foil", "7429-90-5", 3.2), ("PVDF binder", "24937-79-9", 0.6),
-                 ("Carbon black", "1333-86-4", 0.5)]
-_CRM_COMMON = [("Lithium", "7439-93-2", 1.5), ("Natural graphite", "7782-42-5", 14.8),
-               ("Copper", "7440-50-8", 7.1), ("Aluminium", "7429-90-5", 9.6)]
+_CATHODE_REST = [("Aluminium foil", "7429-90-5", 3.2), ("PVDF", "24937-79-9", 0.6), ("Carbon black", "1333-86-4", 0.5)]
+_CRM_COMMON = [("Lithium", "7439-93-2", 1.5), ("Natural graphite", "7782-42-5", 14.8), ("Copper", "7440-50-8", 7.1),
+               ("Aluminium", "7429-90-5", 9.6)]
 # name, CAS, EC, hazard classes (CLP), location
 _HAZARDS = {
     "Ni": ("Nickel compounds", "7440-02-0", "231-111-4", ["Carc. 2", "Skin Sens. 1", "STOT RE 1"], "cathode"),
@@ -111,22 +110,14 @@ _HAZARDS = {
 }
 
 
-class _Chem(NamedTuple):
-    clear: str
-    volts: tuple[float, float, float]  # cell nominal, minimum, maximum
-    wh_kg: int  # pack level
-    cycles: tuple[int, int]
-    cf: tuple[int, int]  # kgCO2e/kWh
-    rte: float  # initial round-trip efficiency, %
-    cathode: tuple[str, str, float]  # active material, CAS ("" if none), % w/w of the battery
-    crm: list[tuple[str, str, float]]  # critical raw materials beyond _CRM_COMMON
-    hazards: dict[str, float]  # _HAZARDS key -> concentration % w/w
-
-
+# clear name; cell volts (nominal, minimum, maximum); pack Wh/kg; cycle-life range; carbon footprint range
+# (kgCO2e/kWh); initial round-trip efficiency %; cathode active material (name, CAS or "", % w/w of the
+# battery); critical raw materials beyond _CRM_COMMON; hazardous substances (_HAZARDS key -> % w/w)
+_Chem = namedtuple("_Chem", "clear volts wh_kg cycles cf rte cathode crm hazards")
 _ELY = {"LiPF6": 1.4, "EC": 4.1, "DMC": 3.2}
 _CHEM = {
-    "NMC811": _Chem("Lithium nickel manganese cobalt oxide (8:1:1) / graphite", (3.65, 2.5, 4.2), 175,
-                    (1500, 2200), (68, 92), 95.2, ("NMC811 cathode active material", "346417-97-8", 24.5),
+    "NMC811": _Chem("Lithium nickel manganese cobalt oxide (8:1:1) / graphite", (3.65, 2.5, 4.2), 175, (1500, 2200),
+                    (68, 92), 95.2, ("NMC811 cathode active material", "346417-97-8", 24.5),
                     [("Cobalt", "7440-48-4", 1.5), ("Nickel", "7440-02-0", 11.8), ("Manganese", "7439-96-5", 1.1)],
                     {"Ni": 11.8, "Co": 1.5, **_ELY}),
     "NCA": _Chem("Lithium nickel cobalt aluminium oxide / graphite", (3.6, 2.5, 4.2), 180, (1000, 1600),
@@ -134,28 +125,17 @@ _CHEM = {
                  [("Cobalt", "7440-48-4", 1.2), ("Nickel", "7440-02-0", 12.9)], {"Ni": 12.9, "Co": 1.2, **_ELY}),
     "LFP": _Chem("Lithium iron phosphate / graphite", (3.2, 2.5, 3.65), 135, (3500, 6000), (52, 70), 96.1,
                  ("Lithium iron phosphate", "15365-14-7", 28.0), [("Phosphorus", "7723-14-0", 5.4)], _ELY),
-    "LMFP": _Chem("Lithium manganese iron phosphate / graphite", (3.7, 2.5, 4.3), 150, (2500, 4000), (55, 75),
-                  95.6, ("Lithium manganese iron phosphate", "", 27.5),
-                  [("Manganese", "7439-96-5", 5.9), ("Phosphorus", "7723-14-0", 4.9)], _ELY),
+    "LMFP": _Chem("Lithium manganese iron phosphate / graphite", (3.7, 2.5, 4.3), 150, (2500, 4000), (55, 75), 95.6,
+                  ("Lithium manganese iron phosphate", "", 27.5), [("Manganese", "7439-96-5", 5.9),
+                  ("Phosphorus", "7723-14-0", 4.9)], _ELY),
 }
 
 
-class _Cat(NamedTuple):
-    chems: tuple[str, ...]
-    series: tuple[int, ...]
-    parallel: tuple[int, int]
-    cell_ah: tuple[float, float]
-    c_max: float  # maximum permitted C-rate
-    warranty: int  # months
-    years: tuple[int, int]
-    idle: tuple[int, int]  # idle temperature boundaries, degC
-    c_test: float  # cycle-life test C-rate
-    module: int  # cells in series per module
-    standard: str  # cycle-life reference standard
-    reports: tuple[str, ...]  # test reports
-    spares: tuple[str, ...]
-
-
+# chemistries; cells in series (options); in parallel (range); cell Ah (range); maximum C-rate; warranty
+# months; lifetime years (range); idle temperature boundaries degC; cycle-life test C-rate; cells in series
+# per module; cycle-life reference standard; test reports; spare parts
+_Cat = namedtuple("_Cat", "chems series parallel cell_ah c_max warranty years idle c_test module standard reports "
+                  "spares")
 _CATEGORY = {
     "ev": _Cat(("NMC811", "NCA", "LFP", "LMFP"), (96, 104, 108, 192), (1, 2), (50, 130), 2.5, 96, (10, 15),
                (-40, 60), 0.33, 12, "IEC 62660-1:2018", ("UN 38.3", "UNECE R100", "IEC 62660-2"),
@@ -184,8 +164,7 @@ _TEXT = {
                  "repurposing, otherwise recycled with recovery of Co, Ni, Li and Cu (Annex XII).",
     "safety": "De-energise and verify absence of voltage before work; wear insulated gloves (1000 V) and face "
               "protection. Store damaged batteries in a ventilated fire-resistant container; cool fires with water.",
-    "warnings": "High voltage. Risk of thermal runaway if cells are punctured or short-circuited. Trained "
-                "personnel only.",
+    "warnings": "High voltage. Thermal runaway if cells are punctured or short-circuited. Trained personnel only.",
     "cycle": "{std}, 25 °C, 100 % DoD, charge/discharge at {c} C until 80 % of rated capacity.",
 }
 
@@ -269,8 +248,8 @@ def _doc(url: str, title: str, kind: str, issued: str, pinned: bool = False) -> 
 
 def _template(m: _Model, rng: random.Random, status: str) -> bytes:
     """Everything shared by the items of a model, pruned to the applicable keys and serialized once."""
-    ch, ct, mf, cat, code = _CHEM[m.chem], _CATEGORY[m.category], m.mfr, m.category, m.code
-    docs, energy = f"{mf['docs']}/{code}", m.energy_kwh
+    ch, ct, mf, cat, code, energy = _CHEM[m.chem], _CATEGORY[m.category], m.mfr, m.category, m.code, m.energy_kwh
+    docs = f"{mf['docs']}/{code}"
     p_max = int(energy * 1000 * ct.c_max // 100 * 100)
     stages = [int(rng.uniform(*ch.cf) * k * 100) for k in (0.62, 0.27, 0.03, 0.02)]
     cf_total = (sum(stages) + rng.randint(50, 400)) / 100  # stages (in cents) sum to less than the total
@@ -306,17 +285,15 @@ def _template(m: _Model, rng: random.Random, status: str) -> bytes:
         "carbonFootprint": {
             "carbonFootprintPerFunctionalUnit": _r(cf_total), "rawMaterialAcquisition": _r(stages[0] / 100),
             "mainProduction": _r(stages[1] / 100), "distribution": _r(stages[2] / 100),
-            "endOfLifeAndRecycling": _r(stages[3] / 100),
+            "endOfLifeAndRecycling": _r(stages[3] / 100), "studyUrl": f"{docs}/carbon-footprint-study.pdf",
             "performanceClass": "ABCD"[min(3, max(0, int((cf_total - 45) // 15)))],
-            "studyUrl": f"{docs}/carbon-footprint-study.pdf",
             "declaration": {"manufacturerName": mf["name"], "batteryModel": code, "issuedOn": "2025-01",
                             "manufacturingPlace": mf["plants"][0]["name"], "declarationId": f"CFD-{code}"},
             "absoluteCarbonFootprint": _r(cf_total * energy, 1)},
         "supplyChainDueDiligence": {
             "dueDiligenceReport": _doc(f"{mf['docs']}/due-diligence-2025.pdf", "Due diligence report 2025",
                                        "dueDiligenceReport", "2026-03-31", pinned=True),
-            "thirdPartyAssurances": [{"schemeName": "RMI Responsible Minerals Assurance Process",
-                                      "validUntil": "2027-06"}],
+            "thirdPartyAssurances": [{"schemeName": "RMI Responsible Minerals Assurance", "validUntil": "2027-06"}],
             "supplyChainIndices": [{"name": "Audited smelter share (%)", "value": _r(rng.uniform(88, 100), 1)}]},
         "materialComposition": {
             "batteryChemistry": {"shortName": m.chem, "clearName": ch.clear},
@@ -333,20 +310,17 @@ def _template(m: _Model, rng: random.Random, status: str) -> bytes:
                 "cellLayout": f"{m.series}S{m.parallel}P, {modules} module(s), {m.cell_ah} Ah cells",
                 "fasteningTechniques": ["Bolts M6/M8", "Laser-welded busbars", "Adhesive"],
                 "toolsRequired": ["Insulated tool set (1000 V)", "Lifting device"], "warnings": _TEXT["warnings"]},
-            "sparePartNumbers": [{"partName": p, "partNumber": f"{code}-SP{i + 1:02d}"}
-                                 for i, p in enumerate(ct.spares)],
+            "sparePartNumbers": [{"partName": p, "partNumber": f"{code}-{i + 1:02d}"} for i, p in enumerate(ct.spares)],
             "sparePartSources": [{"name": f"{mf['trade']} Service", "email": f"spares@{mf['domain']}.example",
                                   "website": f"https://service.{mf['domain']}.example"}],
-            "safetyMeasures": {"instructions": _TEXT["safety"]},
-            **circ,
-            "renewableContentShare": _r(rng.uniform(0, 3), 1),
-            "endUserWastePrevention": _TEXT["prevention"],
+            "safetyMeasures": {"instructions": _TEXT["safety"]}, **circ,
+            "renewableContentShare": _r(rng.uniform(0, 3), 1), "endUserWastePrevention": _TEXT["prevention"],
             "endUserSeparateCollection": _TEXT["collection"].format(name=mf["name"]),
             "collectionAndTreatment": _TEXT["treatment"].format(domain=mf["domain"])},
         "performanceAndDurability": {
             "ratedCapacity": m.rated_ah, "certifiedUsableEnergy": _r(energy * 0.94, 1),
-            "minimumVoltage": _r(ch.volts[1] * m.series, 1), "maximumVoltage": _r(ch.volts[2] * m.series, 1),
-            "nominalVoltage": _r(ch.volts[0] * m.series, 1),
+            "minimumVoltage": _r(ch.volts[1] * m.series, 1), "nominalVoltage": _r(ch.volts[0] * m.series, 1),
+            "maximumVoltage": _r(ch.volts[2] * m.series, 1),
             "originalPowerCapability": [{"stateOfCharge": 80, "power": int(p_max * 0.92), "temperature": 25},
                                         {"stateOfCharge": 20, "power": int(p_max * 0.71), "temperature": 25}],
             "maximumPermittedPower": p_max, "powerToEnergyRatio": _r(p_max / (energy * 1000)),
@@ -403,15 +377,13 @@ def _item(m: _Model, template: bytes, rng: random.Random, *, serial: str, batch:
             "remainingPowerCapability": dyn(int(pd["maximumPermittedPower"] * (1 - (p_fade + fade / 4) / 100))),
             "remainingRoundTripEfficiency": dyn(_r(pd["initialRoundTripEfficiency"] - e_fade - fade / 20, 1)),
             "currentSelfDischargeRate": dyn(_r(sd + rng.uniform(0, 0.3))),
-            "selfDischargeRateEvolution": [{"value": _r(sd + k * 0.05), "timestamp": h}
-                                           for k, h in enumerate(history)],
+            "selfDischargeRateEvolution": [{"value": _r(sd + k * 0.05), "timestamp": h} for k, h in enumerate(history)],
             "energyThroughput": dyn(_r(cycles * energy * 2 * rng.uniform(1.0, 1.1), 1)),
             "capacityThroughput": dyn(_r(cycles * m.rated_ah * 2 * rng.uniform(1.0, 1.1), 1)),
             "temperatureInformation": [{"timestamp": h, "minimum": _r(temp - 6 - k, 1),
                                         "maximum": _r(temp + 9 + k, 1), "average": _r(temp + k, 1)}
                                        for k, h in enumerate(history)],
-            "timeExtremeTemperatureAbove": dyn(rng.randrange(12)),
-            "timeExtremeTemperatureBelow": dyn(rng.randrange(20)),
+            "timeExtremeTemperatureAbove": dyn(rng.randrange(9)), "timeExtremeTemperatureBelow": dyn(rng.randrange(20)),
             "timeChargingExtremeTemperatureAbove": dyn(rng.randrange(3)),
             "timeChargingExtremeTemperatureBelow": dyn(rng.randrange(2)),
             "deepDischargeEvents": dyn(rng.randrange(3) if rng.random() < 0.05 else 0),
@@ -441,22 +413,21 @@ def _models(seed: int) -> dict[str, list[tuple[_Model, bytes]]]:
                            code=f"{cat[:3].upper()}-{series}S{par}P-{chem}-{j + 1}",
                            gtin=gtin + gs1_check_digit(gtin), mass=0.0,
                            cycles=rng.randrange(*_CHEM[chem].cycles, 100), years=rng.randint(*ct.years))
-                mass = m.energy_kwh * 1000 / _CHEM[chem].wh_kg * rng.uniform(0.95, 1.05)
-                m = dataclasses.replace(m, mass=mass)
+                m = dataclasses.replace(m, mass=m.energy_kwh * 1000 / _CHEM[chem].wh_kg * rng.uniform(0.95, 1.05))
                 out[cat].append((m, _template(m, rng, "original")))
     return out
 
 
-def _categories(count: int, seed: int) -> Iterator[str]:
-    """The category of each fleet document, from its own random stream (cheap for ``successor_plan``)."""
-    rng = random.Random(f"{seed}/categories")
+def _picks(count: int, seed: int) -> Iterator[tuple[str, int]]:
+    """Category and model index of each fleet document, from their own random stream (cheap to replay)."""
+    rng, models = random.Random(f"{seed}/categories"), _models(seed)
     names, weights = [c for c, _ in CATEGORY_WEIGHTS], [w for _, w in CATEGORY_WEIGHTS]
     for _ in range(count):
-        yield rng.choices(names, weights)[0]
+        cat = rng.choices(names, weights)[0]
+        yield cat, rng.randrange(len(models[cat]))
 
 
-def generate_fleet(count: int, *, seed: int = 2027,
-                   upi_domain: str = "id.dbp.example") -> Iterator[dict[str, Any]]:
+def generate_fleet(count: int, *, seed: int = 2027, upi_domain: str = "id.dbp.example") -> Iterator[dict[str, Any]]:
     """Yield ``count`` valid, independent passports (batteryStatus 'original'), deterministic in ``seed``.
 
     Items come in batches of 50-500 per model, each batch made in one plant in one month (2025-01..2026-08).
@@ -464,8 +435,8 @@ def generate_fleet(count: int, *, seed: int = 2027,
     models, rng = _models(seed), random.Random(f"{seed}/items")
     batches: dict[str, list[Any]] = {}  # model code -> [batch number, remaining, plant, month, serials issued]
     n_batches = 0
-    for cat in _categories(count, seed):
-        m, template = rng.choice(models[cat])
+    for cat, k in _picks(count, seed):
+        m, template = models[cat][k]
         state = batches.get(m.code)
         if state is None or state[1] == 0:
             n_batches += 1
@@ -485,18 +456,32 @@ def successor_plan(count: int, *, seed: int = 2027) -> list[tuple[list[int], str
     """Second-life events over the first ``count`` fleet documents (same ``seed``).
 
     About 2 % of ``count`` events (at least one from 20 documents on), each with 1-3 EV predecessors
-    (indexes, ascending); no document is a predecessor twice; the first event is a repurposing.
+    of one model (indexes, ascending); no document is a predecessor twice; the first event is a repurposing.
     """
-    ev = [i for i, c in enumerate(_categories(count, seed)) if c == "ev"]
+    buckets: dict[int, list[int]] = {}  # EV model -> document indexes
+    for i, (cat, k) in enumerate(_picks(count, seed)):
+        if cat == "ev":
+            buckets.setdefault(k, []).append(i)
     rng = random.Random(f"{seed}/successors")
-    rng.shuffle(ev)
+    for k in sorted(buckets):
+        rng.shuffle(buckets[k])
     wanted = max(1 if count >= 20 else 0, round(count * 0.02))
     plan: list[tuple[list[int], str]] = []
-    while len(plan) < wanted and ev:
-        take = min(len(ev), rng.choice((1, 1, 2, 2, 3)))
-        group, ev = sorted(ev[:take]), ev[take:]
+    while len(plan) < wanted and buckets:
+        k = rng.choice(sorted(buckets))
+        bucket = buckets[k]
+        group = sorted(bucket.pop() for _ in range(min(len(bucket), rng.choice((1, 1, 2, 2, 3)))))
+        if not bucket:
+            del buckets[k]
         plan.append((group, "repurposing" if not plan else rng.choices(list(OPERATIONS), (0.6, 0.25, 0.15))[0]))
     return plan
+
+
+def _strings(doc: dict[str, Any]) -> tuple[int, int]:
+    """Cells in series and in parallel of a fleet document's pack."""
+    pd = doc["performanceAndDurability"]
+    series = round(pd["nominalVoltage"] / _CHEM[doc["materialComposition"]["batteryChemistry"]["shortName"]].volts[0])
+    return series, doc["circularity"]["dismantlingInformation"]["numberOfCells"] // series
 
 
 def successor_document(predecessors: list[dict[str, Any]], operation: str, *, index: int,
@@ -511,15 +496,15 @@ def successor_document(predecessors: list[dict[str, Any]], operation: str, *, in
     status, first = OPERATIONS[operation], predecessors[0]
     gpi0, pd0 = first["generalProductInformation"], first["performanceAndDurability"]
     chem = first["materialComposition"]["batteryChemistry"]["shortName"]
-    series = round(pd0["nominalVoltage"] / _CHEM[chem].volts[0])
     joined = operation == "repurposing"
     donors = predecessors if joined else predecessors[:1]
-    parallel = sum(p["circularity"]["dismantlingInformation"]["numberOfCells"] // series for p in donors)
+    strings = [_strings(p) for p in donors]  # (series, parallel) of each pack
+    series, parallel = strings[0][0], sum(p for _, p in strings)
     category = "stationary" if joined else gpi0["batteryCategory"]
     rng = random.Random(f"successor/{index}/{operation}")
     mf = _parties(_SECOND_LIFE)[0]
     gtin = f"0{mf['prefix']}{20000 + index % 80000:05d}"
-    m = _Model(mf, category, chem, series, parallel, _r(pd0["ratedCapacity"] * len(donors) / parallel, 1),
+    m = _Model(mf, category, chem, series, parallel, _r(pd0["ratedCapacity"] / strings[0][1], 1),
                bms=True if joined else gpi0.get("bmsPresent", True),
                code=f"{category[:3].upper()}-{series}S{parallel}P-{chem}-{status.upper()}",
                gtin=gtin + gs1_check_digit(gtin),

@@ -62,7 +62,7 @@ def create_successor(session: Session, *, body: bytes, now: datetime | None = No
         raise ValidationFailed("unknown fields", details=[
             FieldError(f"$.{k}", "schema.extra_forbidden", "not allowed") for k in sorted(unknown)])
     try:
-        op = SecondLifeOperation(data.get("operation"))
+        op = SecondLifeOperation(str(data.get("operation")))
     except ValueError:
         raise ValidationFailed("unknown operation", details=[FieldError(
             "$.operation", "lifecycle.operation", f"one of {', '.join(o.value for o in SecondLifeOperation)}")]

@@ -55,7 +55,9 @@ def display(path: list[Segment]) -> str:
 def get_element(doc: Any, path: list[Segment]) -> Any:
     node = doc
     for seg in path:
-        if (isinstance(seg, int) and isinstance(node, list) and seg < len(node)) or (isinstance(seg, str) and isinstance(node, dict) and seg in node):
+        in_list = isinstance(seg, int) and isinstance(node, list) and seg < len(node)
+        in_dict = isinstance(seg, str) and isinstance(node, dict) and seg in node
+        if in_list or in_dict:
             node = node[seg]
         else:
             raise NotFound(f"no element at {display(path)}")
@@ -79,7 +81,7 @@ def set_element(doc: dict[str, Any], path: list[Segment], value: Any) -> dict[st
                 raise NotFound(f"no array item at {display(path[: depth + 1])}")
             copy = list(node)
             child = copy[seg] if seg < len(copy) else None
-            new = value if last else put(child if child is not None else _empty_for(path[depth + 1]), depth + 1)
+            new = value if last else put(_or_empty(child, path[depth + 1]), depth + 1)
             if new is None:
                 if seg < len(copy):
                     del copy[seg]
@@ -94,7 +96,7 @@ def set_element(doc: dict[str, Any], path: list[Segment], value: Any) -> dict[st
             raise NotFound(f"{display(path[:depth])} is not an object")
         copy_d = dict(node)
         child = copy_d.get(seg)
-        new = value if last else put(child if child is not None else _empty_for(path[depth + 1]), depth + 1)
+        new = value if last else put(_or_empty(child, path[depth + 1]), depth + 1)
         if new is None:
             copy_d.pop(seg, None)
         else:
@@ -106,7 +108,10 @@ def set_element(doc: dict[str, Any], path: list[Segment], value: Any) -> dict[st
     return result
 
 
-def _empty_for(next_seg: Segment) -> Any:
+def _or_empty(child: Any, next_seg: Segment) -> Any:
+    """The existing child, or the empty container the next segment needs."""
+    if child is not None:
+        return child
     return [] if isinstance(next_seg, int) else {}
 
 

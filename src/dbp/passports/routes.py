@@ -7,7 +7,7 @@ described in OpenAPI through ``openapi_extra``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -28,7 +28,7 @@ MERGE_PATCH_BODY = {"requestBody": {"required": True, "content": {
     "application/merge-patch+json": {"schema": {"type": "object"}},
     "application/json": {"schema": {"type": "object"}}}}}
 ANY_JSON_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}}
-PASSPORT_RESPONSE = {"200": {"content": {"application/json": {"schema": PASSPORT_REF},
+PASSPORT_RESPONSE: dict[int | str, dict[str, Any]] = {"200": {"content": {"application/json": {"schema": PASSPORT_REF},
                                          "text/html": {"schema": {"type": "string"}}}}}
 
 DppIdPath = Annotated[str, Path(max_length=256, description="passport identifier, e.g. urn:uuid:…")]

@@ -120,7 +120,9 @@ def prepare_new(doc: BatteryPassport, *, at: str) -> tuple[BatteryPassport, str]
     return doc, doc.dppId or new_dpp_id()
 
 
-def insert_new(session: Session, *, doc: BatteryPassport, dpp_id: str, at: str, change: str = "create") -> StoredVersion:
+def insert_new(
+    session: Session, *, doc: BatteryPassport, dpp_id: str, at: str, change: str = "create"
+) -> StoredVersion:
     check_semantics(doc)
     body, digest = _finalise(doc, dpp_id=dpp_id, at=at)
     if session.get(Passport, dpp_id) is not None:

@@ -175,10 +175,9 @@ _SERVER_SET = frozenset({"dppId", "dppSchemaVersion", "dppStatus", "lastUpdate"}
 
 def _not_in_future(p: BatteryPassport, now: datetime) -> Iterator[FieldError]:
     gp = p.generalProductInformation
-    if gp and gp.manufacturingDate:
-        if gp.manufacturingDate[:7] > (now + FUTURE_TOLERANCE).strftime("%Y-%m"):
-            yield FieldError("$.generalProductInformation.manufacturingDate", "date.notInFuture",
-                             "manufacturing date lies in the future")
+    if gp and gp.manufacturingDate and gp.manufacturingDate[:7] > (now + FUTURE_TOLERANCE).strftime("%Y-%m"):
+        yield FieldError("$.generalProductInformation.manufacturingDate", "date.notInFuture",
+                         "manufacturing date lies in the future")
     pd = p.performanceAndDurability
     if pd is None:
         return
