@@ -162,16 +162,22 @@ def demo(
         task = progress.add_task("seeding demo fleet", total=count)
         sample = seed(settings, count=count, progress=lambda n: progress.advance(task, n))
     base = settings.base_url
-    out.print("\n[bold]dbp is ready[/bold] — every role in one process, database " + settings.database_url)
-    out.print(f"  API docs (Swagger UI):  {base}/docs")
-    out.print(f"  sample passport (JSON): {base}/api/v1/dpps/{sample.dpp_id}")
-    out.print("  same, as a page:        open the link above in a browser (Accept: text/html)")
-    out.print(f"  product-identifier link: {base}/api/v1/dppsByProductId/{quote(sample.product_id, safe='')}")
-    out.print(f"  search (recall query):  {base}/api/v1/dpps?category=ev&limit=10")
+    out.print("\n[bold]dbp is ready[/bold] — every role in one process, database " + settings.database_url,
+              soft_wrap=True)
+    _url(f"  API docs (Swagger UI):  {base}/docs")
+    _url(f"  sample passport (JSON): {base}/api/v1/dpps/{sample.dpp_id}")
+    _url("  same, as a page:        open the link above in a browser (Accept: text/html)")
+    _url(f"  product-identifier link: {base}/api/v1/dppsByProductId/{quote(sample.product_id, safe='')}")
+    _url(f"  search (recall query):  {base}/api/v1/dpps?category=ev&limit=10")
     if sample.successor_id:
-        out.print(f"  second-life passport:   {base}/api/v1/dpps/{sample.successor_id}")
+        _url(f"  second-life passport:   {base}/api/v1/dpps/{sample.successor_id}")
     if serve_after:
         _serve(settings)
+
+
+def _url(line: str) -> None:
+    """Links are printed whole (never wrapped) so that they can be copied or clicked."""
+    print(line, flush=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

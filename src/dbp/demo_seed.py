@@ -29,7 +29,13 @@ def seed(settings: Settings, *, count: int, progress: Callable[[int], None] | No
     factory = make_sessionmaker(engine)
     try:
         docs = list(generate_fleet(count))
-        records = (bulk.RecordSource("demo", i, raw=orjson.dumps(d)) for i, d in enumerate(docs, start=1))
+        with factory() as session:
+            present = set(session.scalars(select(Passport.product_id).where(
+                Passport.product_id.like("https://id.dbp.example/%"))))
+        if progress and present:
+            progress(sum(1 for d in docs if d["uniqueProductIdentifier"] in present))
+        records = (bulk.RecordSource("demo", i, raw=orjson.dumps(d)) for i, d in enumerate(docs, start=1)
+                   if d["uniqueProductIdentifier"] not in present)
         report = bulk.import_records(factory, records, progress=progress)
         if report.failed:
             raise RuntimeError(f"demo data failed validation: {report.errors[:3]}")

@@ -23,7 +23,7 @@ from dbp.errors import DbpError, FieldError
 from dbp.passports import service
 from dbp.passports.models import Passport, PassportVersion
 from dbp.passports.paths import parse_element_path, set_element
-from dbp.passports.schemas import SERVER_MANAGED, BatteryPassport
+from dbp.passports.schemas import BatteryPassport, DppStatus, EndOfLife
 from dbp.passports.validation import check_semantics, parse_document
 
 SUFFIXES = {".json", ".ndjson", ".jsonl", ".csv"}
@@ -127,12 +127,6 @@ def _strip_server_fields(doc: BatteryPassport) -> BatteryPassport:
     return doc
 
 
-def _content_key(doc_json: dict[str, Any]) -> bytes:
-    """What an import compares to decide 'unchanged': the document minus per-version stamps."""
-    return orjson.dumps({k: v for k, v in doc_json.items() if k not in ("lastUpdate", "dppId")},
-                        option=orjson.OPT_SORT_KEYS)
-
-
 def _write_batch(session: Session, batch: list[tuple[RecordSource, BatteryPassport]],
                  report: ImportReport) -> None:
     ids = [doc.uniqueProductIdentifier for _, doc in batch]
@@ -169,19 +163,24 @@ def _write_batch(session: Session, batch: list[tuple[RecordSource, BatteryPasspo
 
 
 def _update_existing(session: Session, dpp_id: str, doc: BatteryPassport, report: ImportReport) -> None:
+    """A known product: new version if its content differs from the current one, else skip."""
     row = session.get(Passport, dpp_id)
     assert row is not None
-    current = orjson.loads(service.read_current(session, dpp_id=dpp_id).body)
-    for f in SERVER_MANAGED:
-        if current.get(f) is not None:
-            setattr(doc, f, current[f] if f != "lastUpdate" else None)
+    current = service.read_current(session, dpp_id=dpp_id)
+    old = orjson.loads(current.body)
     doc.dppId = dpp_id
-    incoming = doc.model_dump(mode="json", exclude_none=True)
-    incoming.setdefault("dppStatus", current.get("dppStatus"))
-    if _content_key(incoming) == _content_key(current):
+    doc.dppStatus = doc.dppStatus or DppStatus(old["dppStatus"])
+    doc.predecessorDppIds = doc.predecessorDppIds or old.get("predecessorDppIds")
+    doc.successorDppIds = doc.successorDppIds or old.get("successorDppIds")
+    if doc.endOfLife is None and old.get("endOfLife"):
+        doc.endOfLife = EndOfLife.model_validate(old["endOfLife"])
+    # Render the incoming document exactly as it would be stored at the current version's time.
+    same_time, _ = service._finalise(doc, dpp_id=dpp_id, at=old["lastUpdate"])
+    if same_time == current.body:
         report.unchanged += 1
         return
     service._writable(row)
+    service._check_update(old, doc)
     service.append_version(session, row=row, doc=doc, change="import")
     report.updated += 1
 

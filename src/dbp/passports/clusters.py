@@ -98,13 +98,13 @@ class GeneralProductInformation(Strict):
         description="Period for which the commercial warranty for the calendar life applies")
     batteryCategory: Category | None = attr(
         ll=9, din="6.1.3.5", annex="1(a)", clause="Annex XIII 1(a); Annex VI Part A(2); Art. 77(1)",
-        description="Battery category: ev, lmt, industrial (>2 kWh) or stationary (BESS)")
+        description="Battery category (ev, lmt, industrial > 2 kWh, stationary BESS)")
     batteryMass: NonNegative | None = attr(
         ll=10, din="6.1.3.6", annex="1(a)", unit="kg", clause="Annex XIII 1(a); Annex VI Part A(5)",
         description="Mass of the battery")
     batteryStatus: BatteryStatus | None = attr(
         ll=11, din="6.1.3.7", annex="4(c)", access=LI, level=IND, kind=DYN, clause="Annex XIII 4(c); Art. 77(7)",
-        description="original, repurposed, re-used, remanufactured or waste")
+        description="Battery status (original, repurposed, re-used, remanufactured or waste)")
     bmsPresent: bool | None = attr(
         clause="Art. 14(1); Annex VII", appl="oooo",
         description="Whether the battery has a battery management system holding Annex VII data")

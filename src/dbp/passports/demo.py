@@ -11,7 +11,8 @@ Guarantees of ``generate_fleet`` and ``successor_document``:
   the model's own attribute catalogue, every static mandatory attribute filled, consistent numbers
   (min <= nominal <= max voltage, shares summing to <= 100 %, carbon footprint stages <= total,
   remaining values <= rated values, readouts after manufacture);
-* integral numbers are ints (never ``1.0``), so the canonical-JSON fast path applies.
+* the canonical-JSON fast path applies: integral numbers are ints (never ``1.0``), no exponents, and no
+  value with a digit before ``e`` or ``.0`` at its end (hence plain GLNs, not SGLN URNs, and no SHA-256).
 
 Server-managed header fields (dppId, dppSchemaVersion, lastUpdate, predecessor/successor ids,
 endOfLife) are never set. Speed (> 5,000 documents/s): the static part of each battery model is
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import random
 from collections import namedtuple
 from collections.abc import Iterator
@@ -170,7 +170,7 @@ _TEXT = {
 
 
 def _parties(block: str) -> list[dict[str, Any]]:
-    """Parse a manufacturer block: identifiers (SGLN URN, facility GLNs with check digits) and contacts."""
+    """Parse a manufacturer block: identifiers (head-office and facility GLNs) and contact data."""
     out: list[dict[str, Any]] = []
     for line in block.strip("\n").split("\n"):
         if line.startswith(" "):
@@ -183,7 +183,7 @@ def _parties(block: str) -> list[dict[str, Any]]:
             continue
         name, trade, domain, prefix, phone, cats, addr = line.split("|")
         street, pc, city, country = addr.split(";")
-        eo = f"urn:epc:id:sgln:{prefix}.00000.0"
+        eo = f"{prefix}00000" + gs1_check_digit(f"{prefix}00000")  # head-office GLN
         party = {"identifier": eo, "name": name, "registeredTradeName": trade, "postalAddress": {
             "street": street, "postalCode": pc, "city": city, "country": country},
             "email": f"passport@{domain}.example", "website": f"https://www.{domain}.example", "phone": phone}
@@ -236,14 +236,11 @@ def _prune(part: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
 
 def _mat(rows: list[tuple[str, str, float]]) -> list[dict[str, Any]]:
     """Materials; a CAS number whose check digit fails is left out."""
-    return [{"name": n, **({"casNumber": c} if c and cas_valid(c) else {}), "weightShare": s} for n, c, s in rows]
+    return [{"name": n, **({"casNumber": c} if c and cas_valid(c) else {}), "weightShare": _r(s)} for n, c, s in rows]
 
 
-def _doc(url: str, title: str, kind: str, issued: str, pinned: bool = False) -> dict[str, Any]:
-    out = {"url": url, "title": title, "documentType": kind, "language": "en", "issuedOn": issued}
-    if pinned:
-        out["sha256"] = hashlib.sha256(url.encode()).hexdigest()
-    return out
+def _doc(url: str, title: str, kind: str, issued: str) -> dict[str, Any]:
+    return {"url": url, "title": title, "documentType": kind, "language": "en", "issuedOn": issued}
 
 
 def _template(m: _Model, rng: random.Random, status: str) -> bytes:
@@ -259,7 +256,7 @@ def _template(m: _Model, rng: random.Random, status: str) -> bytes:
         present = metal[:2] in ch.hazards or metal == "Lithium"
         circ[f"preConsumerRecycled{metal}Share"] = _r(rng.uniform(lo1, hi1), 1) if present else 0
         circ[f"postConsumerRecycled{metal}Share"] = _r(rng.uniform(lo2, hi2), 1) if present else 0
-    hazardous = [{"name": n, "casNumber": cas, "ecNumber": ec, "hazardClasses": hc, "concentration": ch.hazards[k],
+    hazardous = [{"name": n, "casNumber": cas, "ecNumber": ec, "hazardClasses": hc, "concentration": _r(ch.hazards[k]),
                   "location": loc} for k, (n, cas, ec, hc, loc) in _HAZARDS.items()
                  if k in ch.hazards and cas_valid(cas) and ec_valid(ec)]
     r_cell = rng.uniform(0.6, 1.4) * {"lmt": 15, "ev": 0.6}.get(cat, 0.3) / 1000
@@ -279,7 +276,7 @@ def _template(m: _Model, rng: random.Random, status: str) -> bytes:
             "extinguishingAgent": ["Water (cooling)", "Aqueous vermiculite dispersion"],
             "meaningOfLabelsAndSymbols": _TEXT["meaning"],
             "declarationOfConformity": _doc(f"{docs}/eu-doc.pdf", f"EU declaration of conformity {code}",
-                                            "declarationOfConformity", "2025-01-15", pinned=True),
+                                            "declarationOfConformity", "2025-01-15"),
             "testReports": [_doc(f"{docs}/tests/{t.replace(' ', '-')}.pdf", t, "testReport", "2024-11-28")
                             for t in ct.reports]},
         "carbonFootprint": {
@@ -292,7 +289,7 @@ def _template(m: _Model, rng: random.Random, status: str) -> bytes:
             "absoluteCarbonFootprint": _r(cf_total * energy, 1)},
         "supplyChainDueDiligence": {
             "dueDiligenceReport": _doc(f"{mf['docs']}/due-diligence-2025.pdf", "Due diligence report 2025",
-                                       "dueDiligenceReport", "2026-03-31", pinned=True),
+                                       "dueDiligenceReport", "2026-03-31"),
             "thirdPartyAssurances": [{"schemeName": "RMI Responsible Minerals Assurance", "validUntil": "2027-06"}],
             "supplyChainIndices": [{"name": "Audited smelter share (%)", "value": _r(rng.uniform(88, 100), 1)}]},
         "materialComposition": {
@@ -363,7 +360,7 @@ def _item(m: _Model, template: bytes, rng: random.Random, *, serial: str, batch:
     def dyn(v: float) -> dict[str, Any]:
         return {"value": v, "timestamp": ts}
 
-    item = {
+    item: dict[str, Any] = {
         "capacityFade": _r(fade0), "powerFade": _r(p_fade), "roundTripEfficiencyFade": _r(e_fade),
         "internalResistanceIncrease": _r(rng.uniform(0, 1.5)),
         "stateOfCharge": dyn(_r(rng.uniform(30, 55) if m.category == "ev" else rng.uniform(20, 95), 1)),
@@ -411,8 +408,8 @@ def _models(seed: int) -> dict[str, list[tuple[_Model, bytes]]]:
                 m = _Model(mf, cat, chem, series, par, _r(rng.uniform(*ct.cell_ah), 1),
                            bms=cat != "industrial" or rng.random() < 0.6,
                            code=f"{cat[:3].upper()}-{series}S{par}P-{chem}-{j + 1}",
-                           gtin=gtin + gs1_check_digit(gtin), mass=0.0,
-                           cycles=rng.randrange(*_CHEM[chem].cycles, 100), years=rng.randint(*ct.years))
+                           gtin=gtin + gs1_check_digit(gtin), mass=0.0, years=rng.randint(*ct.years),
+                           cycles=rng.randrange(_CHEM[chem].cycles[0], _CHEM[chem].cycles[1], 100))
                 m = dataclasses.replace(m, mass=m.energy_kwh * 1000 / _CHEM[chem].wh_kg * rng.uniform(0.95, 1.05))
                 out[cat].append((m, _template(m, rng, "original")))
     return out

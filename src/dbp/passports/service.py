@@ -292,7 +292,10 @@ def _check_update(old: dict[str, Any], new: BatteryPassport) -> None:
             errors.append(FieldError(f"$.{f}", "serverManaged", f"{f} is set by the repository"))
     old_status = DppStatus(old.get("dppStatus", "draft"))
     new_status = new.dppStatus or old_status
-    if new_status not in _DPP_TRANSITIONS.get(old_status, set()):
+    if old.get("successorDppIds") and new_status is DppStatus.active and old_status is not DppStatus.active:
+        errors.append(FieldError("$.dppStatus", "status.superseded",
+                                 "this passport was succeeded by a second-life passport and stays inactive"))
+    elif new_status not in _DPP_TRANSITIONS.get(old_status, set()):
         hint = " (archive with DELETE or the recycle operation)" if new_status is DppStatus.archived else ""
         errors.append(FieldError("$.dppStatus", "status.transition",
                                  f"cannot go from {old_status.value} to {new_status.value}{hint}"))

@@ -1,0 +1,116 @@
+"""The read baseline: a bare ASGI callable (no framework) serving the stored canonical bytes.
+
+Same database, same row, same lookup as dbp's read path (the current version, found through
+``passports.current_version`` by primary key), same bytes out — just without FastAPI/Starlette,
+middleware, routing or response objects. SQLite: one ``sqlite3`` connection used on the event loop
+thread, exactly like dbp's ``CurrentVersionReader``. PostgreSQL: a few psycopg async connections.
+
+Run by ``bench.servers`` as ``uvicorn --factory bench.baseline_app:create`` with the database URL in
+``BENCH_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+PREFIX = "/api/v1/dpps/"
+SQL = ("SELECT v.canonical FROM passports p JOIN passport_versions v "
+       "ON v.dpp_id = p.dpp_id AND v.version = p.current_version WHERE p.dpp_id = {p}")
+JSON = [(b"content-type", b"application/json")]
+NOT_FOUND = b'{"statusCode":"ClientErrorResourceNotFound"}'
+
+
+async def _respond(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*JSON, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Any, send: Any, startup: Any = None, shutdown: Any = None) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            if startup is not None:
+                await startup()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if shutdown is not None:
+                await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class SqliteApp:
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA query_only=ON")
+        self.sql = SQL.format(p="?")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        row = self.db.execute(self.sql, (path[len(PREFIX):],)).fetchone() if path.startswith(PREFIX) else None
+        if row is None:
+            await _respond(send, 404, NOT_FOUND)
+        else:
+            await _respond(send, 200, row[0].encode())
+
+
+class PostgresApp:
+    def __init__(self, url: str, connections: int = 8) -> None:
+        self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.size = connections
+        self.pool: asyncio.Queue[Any] = asyncio.Queue()
+        self.sql = SQL.format(p="%s")
+
+    async def _open(self) -> None:
+        import psycopg
+
+        for _ in range(self.size):
+            self.pool.put_nowait(await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True))
+
+    async def _close(self) -> None:
+        while not self.pool.empty():
+            await self.pool.get_nowait().close()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send, self._open, self._close)
+            return
+        path: str = scope["path"]
+        row = None
+        if path.startswith(PREFIX):
+            conn = await self.pool.get()
+            try:
+                cur = await conn.execute(self.sql, (path[len(PREFIX):],))
+                row = await cur.fetchone()
+            finally:
+                self.pool.put_nowait(conn)
+        if row is None:
+            await _respond(send, 404, NOT_FOUND)
+        else:
+            await _respond(send, 200, row[0].encode())
+
+
+def create() -> Any:
+    url = os.environ["BENCH_DATABASE_URL"]
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        assert database, "the baseline needs a SQLite file"
+        return SqliteApp(database)
+    return PostgresApp(url)
+
+
+def create_dbp() -> Any:
+    """The real dbp application on the same database (``uvicorn --factory bench.baseline_app:create_dbp``)."""
+    from dbp.app import create_app
+    from dbp.config import Settings
+
+    return create_app(Settings(database_url=os.environ["BENCH_DATABASE_URL"]))

@@ -1,0 +1,5 @@
+"""``python -m dbp`` is the ``dbp`` command."""
+
+from dbp.cli import app
+
+app(prog_name="dbp")
