@@ -6,6 +6,7 @@ import random
 import struct
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 
@@ -79,3 +80,18 @@ def test_matches_reference_on_demo_passports(fleet: list[dict[str, Any]]) -> Non
 
 def test_sha256_hex() -> None:
     assert sha256_hex(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@pytest.mark.parametrize("value", [
+    {"sha256": "1e" * 32},
+    {"url": "https://docs.example/due-diligence-2025.pdf"},
+    {"text": "nullable fields, version 2.05"},
+    {"name": "Müller Zellen GmbH", "n": 3.25},
+])
+def test_ordinary_text_takes_the_fast_path(value: Any) -> None:
+    """Digests, URLs and words that merely look like number tokens must not force the 1 ms slow path."""
+    from dbp.integrity.canonical import _may_differ
+
+    fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    assert not _may_differ(fast)
+    assert canonical_bytes(value) == rfc8785.dumps(value)
