@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -15,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from dbp import __version__
 from dbp.config import Settings
 from dbp.db import make_engine, make_sessionmaker
-from dbp.errors import DbpError, FieldError
+from dbp.errors import DbpError, FieldError, ServiceUnavailable
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
 from dbp.passports import routes as passport_routes
 from dbp.passports.reads import CurrentVersionReader
@@ -49,6 +50,13 @@ def _install_error_handlers(app: FastAPI) -> None:
                                status_code=_HTTP_CODES.get(exc.status_code, "ClientError"),
                                text=str(exc.detail), correlation=correlation_id(request))
 
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> Response:
+        log.warning("database unavailable: %s", exc.orig)
+        response = error_response(request, ServiceUnavailable("the database is busy or unreachable; retry shortly"))
+        response.headers["Retry-After"] = "1"
+        return response
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         cid = correlation_id(request)
@@ -65,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         app.state.reader.close()
         engine.dispose()
+        read_engine.dispose()
 
     app = FastAPI(
         title="dbp — Digital Battery Passport",
@@ -75,6 +84,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    # Reads through a session (search, versions, elements) must not queue behind SQLite's write lock.
+    read_engine = make_engine(settings.database_url, read_only=True) if engine.dialect.name == "sqlite" else engine
+    app.state.read_sessionmaker = make_sessionmaker(read_engine)
     app.state.reader = CurrentVersionReader(engine)
     _install_error_handlers(app)
     app.add_middleware(CorrelationAndLimits, max_body=settings.max_body_bytes)

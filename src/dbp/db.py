@@ -42,7 +42,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
+    """An engine for ``url``. On SQLite, ``read_only`` engines begin deferred transactions that never
+    take the write lock; the default engine begins IMMEDIATE (see below)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -50,10 +52,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, echo=echo, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
-        # SAVEPOINT-based test isolation and our one-transaction-per-request hold.
+        # pysqlite's own transaction handling defers BEGIN; emit it ourselves. IMMEDIATE takes the
+        # write lock up front: two read-then-write transactions then queue on busy_timeout instead
+        # of one failing with SQLITE_BUSY_SNAPSHOT when it upgrades its stale read to a write. In
+        # WAL mode this never blocks readers (the hot read path uses its own connection).
         event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     if url.startswith("postgresql"):
         # No reset-on-return round trip: every request ends with an explicit commit or rollback.

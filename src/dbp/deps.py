@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from dbp.config import Settings
+from dbp.db import transaction
+
+T = TypeVar("T")
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session whose transaction the route commits before responding; rolled back otherwise."""
-    session: Session = request.app.state.sessionmaker()
+async def in_transaction(request: Request, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one transaction in a worker thread: committed before the response is built,
+    rolled back on any error. Async routes use this instead of ``SessionDep`` so that the event
+    loop never waits on a database lock (a sync session held by a suspended async route would
+    block the loop thread that has to release it).
+    """
+
+    def run() -> T:
+        with transaction(request.app.state.sessionmaker) as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for reading only (sync routes); writes go through ``in_transaction``."""
+    session: Session = request.app.state.read_sessionmaker()
     try:
         yield session
     finally:
@@ -26,5 +44,5 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -96,6 +96,13 @@ class NotAcceptable(DbpError):
     status_code = "ClientErrorNotAcceptable"
 
 
+class ServiceUnavailable(DbpError):
+    """The database is busy or unreachable; the client may retry."""
+
+    http_status = 503
+    status_code = "ServerErrorServiceUnavailable"
+
+
 class VerificationError(DbpError):
     """Integrity check failed: says what was expected and what was found."""
 

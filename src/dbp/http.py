@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dbp.errors import DbpError, PayloadTooLarge, ResultMessage
+from dbp.errors import BadRequest, DbpError, PayloadTooLarge, ResultMessage
 
 log = logging.getLogger("dbp")
 
@@ -61,6 +61,10 @@ class CorrelationAndLimits:
                 cid = value.decode()
         cid = cid or str(uuid.uuid4())
         scope.setdefault("state", {})["correlation_id"] = cid
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # no identifier or filter holds NUL, and PostgreSQL cannot even compare with one
+            await self._refuse(scope, receive, send, cid, BadRequest("the request URL contains a NUL character"))
+            return
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -68,7 +72,7 @@ class CorrelationAndLimits:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await self._refuse(scope, receive, send, cid)
+                    await self._refuse(scope, receive, send, cid, self._too_large())
                     return
         seen = 0
 
@@ -84,18 +88,21 @@ class CorrelationAndLimits:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.append((b"x-correlation-id", cid.encode()))
-                message = {**message, "headers": headers}
+                if all(name.lower() != b"x-correlation-id" for name, _ in headers):  # result objects carry it
+                    headers.append((b"x-correlation-id", cid.encode()))
+                    message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
-            await self._refuse(scope, receive, send, cid)
+            await self._refuse(scope, receive, send, cid, self._too_large())
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, cid: str) -> None:
-        exc = PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
-        response = result_response(http_status=413, status_code=exc.status_code, text=exc.message,
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, cid: str, exc: DbpError) -> None:
+        response = result_response(http_status=exc.http_status, status_code=exc.status_code, text=exc.message,
                                    correlation=cid)
         await response(scope, receive, send)
 

@@ -28,6 +28,7 @@ from dbp.passports.types import (
     LongText,
     Name,
     NonNegative,
+    Number,
     Party,
     Percent,
     ShortText,
@@ -205,7 +206,7 @@ class Assurance(Strict):
 
 class SupplyChainIndex(Strict):
     name: Name
-    value: float
+    value: Number
     url: Url | None = None
 
 
@@ -445,7 +446,7 @@ class PerformanceAndDurability(Strict):
     internalResistanceIncrease: Percent | None = attr(
         ll=75, din="6.7.5.3", access=LI, level=IND, unit=PCT, annex="4(a)",
         clause="Annex XIII 4(a); Annex IV Part A(3)", description="Internal resistance increase of the pack")
-    expectedLifetimeYears: Annotated[float, Field(ge=0, le=200)] | None = attr(
+    expectedLifetimeYears: Annotated[Number, Field(ge=0, le=200)] | None = attr(
         ll=76, din="6.7.6.2", access=LI, level=IND, unit="year", annex="4(a)",
         clause="Annex XIII 4(a); Annex IV Part A(5)", description="Expected lifetime in calendar years")
     expectedLifetimeCycles: Count | None = attr(

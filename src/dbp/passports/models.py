@@ -42,7 +42,7 @@ class PassportVersion(Base):
     dpp_id: Mapped[str] = mapped_column(String(256), ForeignKey("passports.dpp_id"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[str] = mapped_column(TS)
-    change: Mapped[str] = mapped_column(String(32))
+    change: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64))
     canonical: Mapped[str] = mapped_column(Text)
 

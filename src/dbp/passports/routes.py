@@ -7,14 +7,19 @@ described in OpenAPI through ``openapi_extra``.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from datetime import date as _date
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Path, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from dbp.deps import SessionDep, SettingsDep
-from dbp.errors import FieldError, NotAcceptable, NotFound, UnsupportedMediaType, ValidationFailed
+from dbp.deps import ReadSessionDep, SettingsDep, in_transaction
+from dbp.errors import BadRequest, FieldError, NotAcceptable, NotFound, UnsupportedMediaType, ValidationFailed
 from dbp.http import json_response
 from dbp.passports import lifecycle, service, views
 from dbp.passports.schemas import attribute_catalogue, passport_json_schema
@@ -57,15 +62,66 @@ def _wants_html(request: Request) -> bool:
     return False
 
 
+def _accept_json(request: Request) -> None:
+    """Reads that only have a JSON representation: an Accept header that excludes JSON gets 406."""
+    accept = request.headers.get("accept", "")
+    if accept and not any(t in accept for t in ("application/json", "application/*", "*/*")):
+        raise NotAcceptable("this resource is available as application/json")
+
+
+JSON_ONLY = [Depends(_accept_json)]
+
+
 def _require_json(request: Request) -> None:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("application/json", "application/merge-patch+json", ""):
         raise UnsupportedMediaType(f"content type {ctype!r} is not accepted; send application/json")
 
 
-async def _body(request: Request) -> bytes:
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey(next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1))
+    return obj
+
+
+def _check_json(body: bytes) -> None:
+    """Refuse what is not I-JSON (RFC 7493): bad syntax, NaN/Infinity, BOM, bad UTF-8, lone surrogates, and
+    duplicate member names, which parsers resolve differently (the stored canonical form must be unambiguous)."""
+    try:
+        orjson.loads(body)
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise BadRequest(f"request body repeats the member name {exc.args[0]!r}",
+                         details=[FieldError("$", "json.duplicateKey", "member names must be unique")]) from None
+    except (ValueError, RecursionError) as exc:  # orjson.JSONDecodeError is a ValueError; Python's depth is lower
+        raise BadRequest(f"request body is not valid JSON: {exc}",
+                         details=[FieldError("$", "json.syntax", str(exc))]) from None
+
+
+async def _body(request: Request, *, optional: bool = False) -> bytes:
     _require_json(request)
-    return await request.body()
+    body = await request.body()
+    if body.strip() or not optional:
+        await run_in_threadpool(_check_json, body)  # up to ~30 ms for 1 MiB: keep it off the event loop
+    return body
+
+
+def _calendar(name: str, value: str | None) -> None:
+    """The month or date filters must exist on the calendar (the pattern alone lets 2026-13 through)."""
+    if value is None:
+        return
+    try:
+        if not value.isascii():
+            raise ValueError(value)
+        _date.fromisoformat(value if len(value) == 10 else f"{value}-01")
+    except ValueError:
+        raise BadRequest(f"{name} is not a calendar month or date", details=[
+            FieldError(name, "date.calendar", "YYYY-MM or YYYY-MM-DD on the calendar")]) from None
 
 
 def _not_modified(request: Request, v: StoredVersion) -> bool:
@@ -83,30 +139,30 @@ async def _serve(request: Request, v: StoredVersion | None, missing: str) -> Res
     return version_response(v)
 
 
-@router.get("/schema", summary="JSON Schema of the battery passport", tags=["schema"])
+@router.get("/schema", summary="JSON Schema of the battery passport", tags=["schema"], dependencies=JSON_ONLY)
 def get_schema() -> Response:
     return json_response(passport_json_schema())
 
 
 @router.get("/schema/attributes", summary="Per-attribute metadata (access group, level, unit, …)",
-            tags=["schema"])
+            tags=["schema"], dependencies=JSON_ONLY)
 def get_attributes() -> Response:
     items = attribute_catalogue()
     return json_response({"count": len(items), "attributes": items})
 
 
 @router.post("/dpps", status_code=201, summary="CreateDPP", tags=["EN 18222"], openapi_extra=PASSPORT_BODY)
-async def create_dpp(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def create_dpp(request: Request, settings: SettingsDep) -> Response:
     body = await _body(request)
-    v = service.create_passport(session, body=body)
-    session.commit()
+    v = await in_transaction(request, lambda s: service.create_passport(s, body=body))
     return version_response(v, status_code=201,
                             headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
 
 
-@router.get("/dpps", summary="Search passports (recall and fleet queries)", tags=["EN 18222"])
+@router.get("/dpps", summary="Search passports (recall and fleet queries)", tags=["EN 18222"],
+            dependencies=JSON_ONLY)
 def search_dpps(
-    session: SessionDep, category: Filter = None, chemistry: Filter = None, manufacturer: Filter = None,
+    session: ReadSessionDep, category: Filter = None, chemistry: Filter = None, manufacturer: Filter = None,
     model: Filter = None, status: Filter = None, batteryStatus: Filter = None, batch: Filter = None,
     facility: Filter = None, operator: Filter = None, manufacturedFrom: MonthOrDate = None,
     manufacturedTo: MonthOrDate = None, cursor: Cursor = None, limit: Limit = 100,
@@ -114,6 +170,8 @@ def search_dpps(
     filters = {"category": category, "chemistry": chemistry, "manufacturer": manufacturer, "model": model,
                "status": status, "batteryStatus": batteryStatus, "batch": batch, "facility": facility,
                "operator": operator}
+    _calendar("manufacturedFrom", manufacturedFrom)
+    _calendar("manufacturedTo", manufacturedTo)
     lo = manufacturedFrom if manufacturedFrom is None or len(manufacturedFrom) == 10 else f"{manufacturedFrom}-01"
     hi = manufacturedTo if manufacturedTo is None or len(manufacturedTo) == 10 else f"{manufacturedTo}-31"
     return json_response(service.search(session, filters=filters, manufactured_from=lo, manufactured_to=hi,
@@ -128,45 +186,45 @@ async def read_dpp(request: Request, dppId: DppIdPath) -> Response:
 
 @router.patch("/dpps/{dppId}", summary="UpdateDPPById (JSON Merge Patch, RFC 7396)", tags=["EN 18222"],
               openapi_extra=MERGE_PATCH_BODY)
-async def update_dpp(request: Request, dppId: DppIdPath, session: SessionDep, if_match: IfMatch = None) -> Response:
+async def update_dpp(request: Request, dppId: DppIdPath, if_match: IfMatch = None) -> Response:
     body = await _body(request)
-    v = service.patch_passport(session, dpp_id=dppId, body=body, if_match=if_match)
-    session.commit()
+    v = await in_transaction(request, lambda s: service.patch_passport(s, dpp_id=dppId, body=body, if_match=if_match))
     return version_response(v)
 
 
 @router.delete("/dpps/{dppId}", summary="DeleteDPPById (archives; data are never deleted)", tags=["EN 18222"])
-def delete_dpp(dppId: DppIdPath, session: SessionDep, if_match: IfMatch = None) -> Response:
-    v = service.archive_passport(session, dpp_id=dppId, if_match=if_match)
-    session.commit()
+async def delete_dpp(request: Request, dppId: DppIdPath, if_match: IfMatch = None) -> Response:
+    v = await in_transaction(request, lambda s: service.archive_passport(s, dpp_id=dppId, if_match=if_match))
     return version_response(v)
 
 
-@router.get("/dpps/{dppId}/versions", summary="List the versions of a passport", tags=["EN 18222"])
-def versions(dppId: DppIdPath, session: SessionDep) -> Response:
+@router.get("/dpps/{dppId}/versions", summary="List the versions of a passport", tags=["EN 18222"],
+            dependencies=JSON_ONLY)
+def versions(dppId: DppIdPath, session: ReadSessionDep) -> Response:
     return json_response({"dppId": dppId, "versions": service.list_versions(session, dpp_id=dppId)})
 
 
 @router.get("/dpps/{dppId}/versions/{version}", summary="Read one version", tags=["EN 18222"],
-            responses=PASSPORT_RESPONSE)
+            responses=PASSPORT_RESPONSE, dependencies=JSON_ONLY)
 def read_version(dppId: DppIdPath, version: Annotated[int, Path(ge=1, le=2**31 - 1)],
-                 session: SessionDep) -> Response:
+                 session: ReadSessionDep) -> Response:
     return version_response(service.read_version(session, dpp_id=dppId, version=version))
 
 
-@router.get("/dpps/{dppId}/elements/{elementPath:path}", summary="ReadDataElement", tags=["EN 18222"])
-def read_element(dppId: DppIdPath, elementPath: str, session: SessionDep) -> Response:
+@router.get("/dpps/{dppId}/elements/{elementPath:path}", summary="ReadDataElement", tags=["EN 18222"],
+            dependencies=JSON_ONLY)
+def read_element(dppId: DppIdPath, elementPath: str, session: ReadSessionDep) -> Response:
     return Response(service.read_element(session, dpp_id=dppId, element_path=elementPath),
                     media_type="application/json")
 
 
 @router.patch("/dpps/{dppId}/elements/{elementPath:path}", summary="UpdateDataElement", tags=["EN 18222"],
               openapi_extra=ANY_JSON_BODY)
-async def update_element(request: Request, dppId: DppIdPath, elementPath: str, session: SessionDep,
+async def update_element(request: Request, dppId: DppIdPath, elementPath: str,
                          if_match: IfMatch = None) -> Response:
     body = await _body(request)
-    v = service.patch_element(session, dpp_id=dppId, element_path=elementPath, body=body, if_match=if_match)
-    session.commit()
+    v = await in_transaction(request, lambda s: service.patch_element(
+        s, dpp_id=dppId, element_path=elementPath, body=body, if_match=if_match))
     return version_response(v)
 
 
@@ -182,8 +240,8 @@ async def read_by_product(request: Request, productId: str) -> Response:
 
 
 @router.get("/dppsByIdAndDate/{dppId}", summary="ReadDPPVersionByIdAndDate (point in time)", tags=["EN 18222"],
-            responses=PASSPORT_RESPONSE)
-def read_at(dppId: DppIdPath, session: SessionDep,
+            responses=PASSPORT_RESPONSE, dependencies=JSON_ONLY)
+def read_at(dppId: DppIdPath, session: ReadSessionDep,
             date: Annotated[str, Query(max_length=64, description="ISO 8601 instant; a date means its end")]
             ) -> Response:
     return version_response(service.read_at(session, dpp_id=dppId, at=service.parse_instant(date)))
@@ -194,15 +252,16 @@ def read_at(dppId: DppIdPath, session: SessionDep,
         "type": "object", "required": ["productIds"], "properties": {
             "productIds": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
             "limit": {"type": "integer", "minimum": 1, "maximum": 1000}, "cursor": {"type": "string"}}}}}}})
-async def ids_by_products(request: Request, session: SessionDep, limit: Annotated[int | None, Query(ge=1, le=1000)]
+async def ids_by_products(request: Request, limit: Annotated[int | None, Query(ge=1, le=1000)]
                           = None, cursor: Cursor = None) -> Response:
     data = service._json_body(await _body(request))
     if isinstance(data, list):
         data = {"productIds": data}
     ids = data.get("productIds") if isinstance(data, dict) else None
-    errors = []
+    errors = [FieldError(f"$.{k}", "schema.extra_forbidden", "not allowed")
+              for k in sorted(set(data) - {"productIds", "limit", "cursor"})] if isinstance(data, dict) else []
     if not isinstance(ids, list) or not 1 <= len(ids) <= 1000 or not all(
-            isinstance(i, str) and 0 < len(i) <= 2048 for i in ids):
+            isinstance(i, str) and 0 < len(i) <= 2048 and "\x00" not in i for i in ids):
         errors.append(FieldError("$.productIds", "productIds.list", "1..1000 product identifiers (strings)"))
     body_limit = data.get("limit", 100) if isinstance(data, dict) else 100
     if limit is None and (not isinstance(body_limit, int) or isinstance(body_limit, bool)
@@ -214,8 +273,9 @@ async def ids_by_products(request: Request, session: SessionDep, limit: Annotate
     if errors or not isinstance(data, dict):
         raise ValidationFailed("invalid ReadDPPIdsByProductIds request", details=errors)
     assert isinstance(ids, list)
-    return json_response(service.ids_by_product_ids(
-        session, product_ids=ids, cursor=cursor or body_cursor, limit=limit or body_limit))
+    result = await in_transaction(request, lambda s: service.ids_by_product_ids(
+        s, product_ids=ids, cursor=cursor or body_cursor, limit=limit or body_limit))
+    return json_response(result)
 
 
 @router.post("/lifecycle/successors", status_code=201, tags=["lifecycle"],
@@ -225,9 +285,15 @@ async def ids_by_products(request: Request, session: SessionDep, limit: Annotate
                      "operation": {"enum": [o.value for o in lifecycle.SecondLifeOperation]},
                      "predecessorDppIds": {"type": "array", "items": {"type": "string"}},
                      "passport": PASSPORT_REF}}}}}})
-async def successors(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    v = lifecycle.create_successor(session, body=await _body(request))
-    session.commit()
+async def successors(request: Request, settings: SettingsDep) -> Response:
+    body = await _body(request)
+    data = orjson.loads(body)
+    passport = data.get("passport") if isinstance(data, dict) else None
+    gp = passport.get("generalProductInformation") if isinstance(passport, dict) else None
+    if gp is not None and not isinstance(gp, dict):  # create_successor copies it as an object (500 otherwise)
+        raise ValidationFailed("passport does not match the schema", details=[FieldError(
+            "$.passport.generalProductInformation", "schema.model_type", "expected an object")])
+    v = await in_transaction(request, lambda s: lifecycle.create_successor(s, body=body))
     return version_response(v, status_code=201,
                             headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
 
@@ -235,16 +301,16 @@ async def successors(request: Request, session: SessionDep, settings: SettingsDe
 @router.post("/dpps/{dppId}/waste", tags=["lifecycle"],
              summary="Waste: responsibility moves to another operator, same passport (Art. 77(7))",
              openapi_extra=ANY_JSON_BODY)
-async def waste(request: Request, dppId: DppIdPath, session: SessionDep, if_match: IfMatch = None) -> Response:
-    v = lifecycle.mark_waste(session, dpp_id=dppId, body=await _body(request), if_match=if_match)
-    session.commit()
+async def waste(request: Request, dppId: DppIdPath, if_match: IfMatch = None) -> Response:
+    body = await _body(request)
+    v = await in_transaction(request, lambda s: lifecycle.mark_waste(s, dpp_id=dppId, body=body, if_match=if_match))
     return version_response(v)
 
 
 @router.post("/dpps/{dppId}/recycle", tags=["lifecycle"],
              summary="Recycled: the passport ceases — archived, read-only, kept (Art. 77(8))")
-async def recycle(request: Request, dppId: DppIdPath, session: SessionDep, if_match: IfMatch = None) -> Response:
-    v = lifecycle.mark_recycled(session, dpp_id=dppId, body=await _body(request), if_match=if_match)
-    session.commit()
+async def recycle(request: Request, dppId: DppIdPath, if_match: IfMatch = None) -> Response:
+    body = await _body(request, optional=True)
+    v = await in_transaction(request, lambda s: lifecycle.mark_recycled(s, dpp_id=dppId, body=body, if_match=if_match))
     return version_response(v)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -176,6 +177,8 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
 
 # ------------------------------------------------------------------------------------ reading
 def _row(session: Session, dpp_id: str, *, for_update: bool = False) -> Passport:
+    if "\x00" in dpp_id:  # ids from request bodies (predecessors); PostgreSQL refuses NUL even in a comparison
+        raise NotFound(f"no passport {dpp_id!r}")
     stmt = select(Passport).where(Passport.dpp_id == dpp_id)
     if for_update:
         stmt = stmt.with_for_update()
@@ -218,11 +221,11 @@ def parse_instant(value: str) -> str:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+"))
             if moment.tzinfo is None:
                 raise ValueError("no time zone")
-    except ValueError:
+        return timestamp(moment)  # OverflowError when the offset leaves years 1..9999 (0001-01-01T00:00+01:00)
+    except (ValueError, OverflowError):
         raise BadRequest(f"date must be ISO 8601 with a time zone (e.g. 2027-03-01T12:00:00Z), got {value!r}",
                          details=[FieldError("date", "date.iso8601", "expected ISO 8601 with Z or offset")]
                          ) from None
-    return timestamp(moment)
 
 
 def read_at(session: Session, *, dpp_id: str, at: str) -> StoredVersion:
@@ -357,6 +360,9 @@ def patch_element(session: Session, *, dpp_id: str, element_path: str, body: byt
                   if_match: str | None = None, now: datetime | None = None) -> StoredVersion:
     """UpdateDataElement: replace one element (``null`` removes it) as a new version."""
     path = paths.parse_element_path(element_path)
+    if path and path[0] in SERVER_MANAGED:  # _apply would drop lastUpdate silently and store a new version
+        raise ValidationFailed("server-managed elements cannot be updated", details=[
+            FieldError(paths.display(path), "serverManaged", f"{path[0]} is set by the repository")])
     value = _json_body(body)
     return _apply(session, dpp_id=dpp_id, if_match=if_match, change="updateElement",
                   transform=lambda old: paths.set_element(old, path, value), now=now)
@@ -384,13 +390,21 @@ def encode_cursor(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
 
 
+_CURSOR_ID = re.compile(r"urn:[!-~]{1,252}")
+
+
 def decode_cursor(cursor: str | None) -> str | None:
+    """The dppId a cursor stands for; only the exact form ``encode_cursor`` writes, naming a possible dppId
+    (lenient base64 would turn junk into a key like "" or NUL and page from the start, or fail in the database)."""
     if not cursor:
         return None
     try:
-        if len(cursor) > 600:
+        if len(cursor) > 600 or not cursor.isascii():
             raise ValueError
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        if encode_cursor(value) != cursor or not _CURSOR_ID.fullmatch(value):
+            raise ValueError
+        return value
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("cursor is not one this repository issued",
                          details=[FieldError("cursor", "cursor.invalid", "pass nextCursor unchanged")]) from None

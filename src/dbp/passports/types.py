@@ -8,25 +8,32 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 from pydantic_core import PydanticCustomError
 
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
-_TEXT_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"  # C0, DEL and C1 control characters
+_TEXT_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # free text keeps tab, LF, CR
 
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_NO_CONTROL)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=_NO_CONTROL)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=20000, pattern=_TEXT_CONTROL)]
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
-Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s\x00-\x1f\x7f]+$")]
+# Identifiers and links refuse invisible format characters too (zero-width, bidi overrides, BOM):
+# they make two different identifiers look the same (spoofing) and a link point elsewhere than shown.
+_INVISIBLE = r"\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=512, pattern=rf"^[^\s\x00-\x1f\x7f{_INVISIBLE}]+$")
+]
+Url = Annotated[str, StringConstraints(max_length=2048, pattern=rf"^https?://[^\s\x00-\x1f\x7f{_INVISIBLE}]+$")]
 Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
 MIN_YEAR, MAX_YEAR = 1900, 2200  # anything outside is a data-entry error (e.g. "7172-75-08")
 
 
+@lru_cache(maxsize=8192)  # pure; passports repeat the same dates and substances many times over
 def _real_date(value: str) -> str:
     """Year-month or full date that exists on the calendar, within MIN_YEAR..MAX_YEAR."""
     year, month = int(value[0:4]), int(value[5:7])
@@ -38,6 +45,7 @@ def _real_date(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=8192)
 def _real_timestamp(value: str) -> str:
     _real_date(value[:10])
     try:
@@ -54,6 +62,7 @@ def cas_check_digit_ok(cas: str) -> bool:
     return sum(i * int(d) for i, d in enumerate(reversed(body), start=1)) % 10 == check
 
 
+@lru_cache(maxsize=8192)
 def _cas(value: str) -> str:
     if not cas_check_digit_ok(value):
         raise PydanticCustomError("cas.checkDigit", f"{value} fails the CAS check digit")
@@ -74,11 +83,23 @@ Timestamp = Annotated[
 # CAS Registry Number, no stray spaces, correct check digit.
 CasNumber = Annotated[str, StringConstraints(pattern=r"^\d{2,7}-\d{2}-\d$"), AfterValidator(_cas)]
 
-Percent = Annotated[float, Field(ge=0, le=100)]
-NonNegative = Annotated[float, Field(ge=0)]
+
+
+def _jcs_number(value: float) -> float | int:
+    """Integral floats serialise as integers, as RFC 8785 writes them (60.0 → 60).
+
+    Without this every JSON ``60`` read into a float field would come out as ``60.0`` and send the
+    document down the slow canonicalisation path (``integrity.canonical``).
+    """
+    return int(value) if value.is_integer() and -(2**53) <= value <= 2**53 else value
+
+
+Number = Annotated[float, PlainSerializer(_jcs_number, when_used="json")]
+Percent = Annotated[Number, Field(ge=0, le=100)]
+NonNegative = Annotated[Number, Field(ge=0)]
 Count = Annotated[int, Field(ge=0, le=10**12)]
-Temperature = Annotated[float, Field(ge=-273.15, le=1000)]
-Voltage = Annotated[float, Field(ge=0, le=100000)]
+Temperature = Annotated[Number, Field(ge=-273.15, le=1000)]
+Voltage = Annotated[Number, Field(ge=0, le=100000)]
 
 
 class Strict(BaseModel):
@@ -120,7 +141,7 @@ class DocumentRef(Strict):
 class DynamicNumber(Strict):
     """A dynamic value with the time it was measured (Battery Pass BP-5: a timestamp on each)."""
 
-    value: float
+    value: Number
     timestamp: Timestamp
 
 

@@ -62,13 +62,13 @@ def gtin_check_digit_ok(gtin: str) -> bool:
 
 
 @cache
-def _attributes() -> tuple[Attribute, ...]:
-    return tuple(collect_attributes(BatteryPassport))
+def _attributes() -> tuple[tuple[Attribute, tuple[str, ...]], ...]:
+    return tuple((a, tuple(a.path.split("."))) for a in collect_attributes(BatteryPassport))
 
 
-def _lookup(model: BaseModel, path: str) -> Any:
+def _lookup(model: BaseModel, parts: tuple[str, ...]) -> Any:
     node: Any = model
-    for part in path.split("."):
+    for part in parts:
         node = getattr(node, part, None)
         if node is None:
             return None
@@ -153,11 +153,11 @@ def _applicability(p: BatteryPassport, *, require_complete: bool) -> Iterator[Fi
             yield FieldError("$.generalProductInformation.batteryCategory", "required.forActivation",
                              "battery category is required: applicability of every attribute depends on it")
         return
-    for a in _attributes():
-        value = _lookup(p, a.path)
+    for a, parts in _attributes():
+        value = _lookup(p, parts)
         need = a.meta.applicability[category.value]
-        present = value is not None and value != []
         declared = value is not None  # an empty list declares "none" (e.g. no Cd/Pb symbol is due)
+        present = declared and not (type(value) is list and not value)
         if present and need is Requirement.not_applicable:
             yield FieldError(f"$.{a.path}", "category.notApplicable",
                              f"{a.name} does not apply to {category.value} batteries ({a.meta.clause})")
@@ -173,21 +173,38 @@ def _applicability(p: BatteryPassport, *, require_complete: bool) -> Iterator[Fi
 _SERVER_SET = frozenset({"dppId", "dppSchemaVersion", "dppStatus", "lastUpdate"})
 
 
+def _is_after(ts: str, limit: datetime, limit_text: str) -> bool:
+    if ts.endswith("Z"):  # fixed layout: compare as text, no parsing
+        return ts[:19] > limit_text
+    return datetime.fromisoformat(ts) > limit
+
+
 def _not_in_future(p: BatteryPassport, now: datetime) -> Iterator[FieldError]:
+    limit = now + FUTURE_TOLERANCE
+    limit_text = limit.strftime("%Y-%m-%dT%H:%M:%S")
     gp = p.generalProductInformation
-    if gp and gp.manufacturingDate and gp.manufacturingDate[:7] > (now + FUTURE_TOLERANCE).strftime("%Y-%m"):
+    if gp and gp.manufacturingDate and gp.manufacturingDate[:7] > limit_text[:7]:
         yield FieldError("$.generalProductInformation.manufacturingDate", "date.notInFuture",
                          "manufacturing date lies in the future")
     pd = p.performanceAndDurability
     if pd is None:
         return
-    limit = now + FUTURE_TOLERANCE
-    for name in type(pd).model_fields:
+    for name in _dynamic_fields():
         value = getattr(pd, name)
-        ts = getattr(value, "timestamp", None)
-        if isinstance(ts, str) and datetime.fromisoformat(ts.replace("Z", "+00:00")) > limit:
-            yield FieldError(f"$.performanceAndDurability.{name}.timestamp", "timestamp.notInFuture",
-                             "measurement time lies in the future")
+        for item in value if isinstance(value, list) else (value,):
+            ts = getattr(item, "timestamp", None)
+            if isinstance(ts, str) and _is_after(ts, limit, limit_text):
+                yield FieldError(f"$.performanceAndDurability.{name}.timestamp", "timestamp.notInFuture",
+                                 "measurement time lies in the future")
+                break
+
+
+@cache
+def _dynamic_fields() -> tuple[str, ...]:
+    """Dynamic attributes of the performance cluster (the ones that carry measurement times)."""
+    prefix = "performanceAndDurability."
+    return tuple(a.path[len(prefix):] for a, _ in _attributes()
+                 if a.path.startswith(prefix) and a.meta.kind is Kind.dynamic)
 
 
 def semantic_errors(p: BatteryPassport, *, now: datetime | None = None) -> list[FieldError]:

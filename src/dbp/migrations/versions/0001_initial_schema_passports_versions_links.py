@@ -65,7 +65,7 @@ def upgrade() -> None:
     sa.Column('dpp_id', sa.String(length=256), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.String(length=27), nullable=False),
-    sa.Column('change', sa.String(length=32), nullable=False),
+    sa.Column('change', sa.String(length=64), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('canonical', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['dpp_id'], ['passports.dpp_id'], name=op.f('fk_passport_versions_dpp_id_passports')),
