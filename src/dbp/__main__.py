@@ -2,4 +2,5 @@
 
 from dbp.cli import app
 
-app(prog_name="dbp")
+if __name__ == "__main__":  # worker processes of the import re-import this module under another name
+    app(prog_name="dbp")

@@ -86,6 +86,8 @@ def import_cmd(
     database_url: DbUrl = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10000, help="records per transaction")] = 500,
     report: Annotated[Path | None, typer.Option(help="write the full JSON report here")] = None,
+    workers: Annotated[int | None, typer.Option(min=0, max=64, help="validation processes (default: CPUs)")]
+    = None,
 ) -> None:
     """Import passports (upsert by product identifier; safe to re-run). Exit 1 if any record failed."""
     from dbp.db import make_engine, make_sessionmaker
@@ -102,7 +104,7 @@ def import_cmd(
     with _progress() as progress:
         task = progress.add_task("importing", total=None)
         records = (r for f in files for r in bulk.read_records(f))
-        result = bulk.import_records(make_sessionmaker(engine), records, batch_size=batch_size,
+        result = bulk.import_records(make_sessionmaker(engine), records, batch_size=batch_size, workers=workers,
                                      progress=lambda n: progress.advance(task, n))
     engine.dispose()
     summary = result.as_json()

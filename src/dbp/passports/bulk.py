@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,43 +131,86 @@ def _strip_server_fields(doc: BatteryPassport) -> BatteryPassport:
     return doc
 
 
-def _write_batch(session: Session, batch: list[tuple[RecordSource, BatteryPassport]],
-                 report: ImportReport) -> None:
-    ids = [doc.uniqueProductIdentifier for _, doc in batch]
-    existing = dict(session.execute(
-        select(Passport.product_id, Passport.dpp_id).where(Passport.product_id.in_(ids))).all())
-    at = service.timestamp()
+@dataclass(frozen=True)
+class Prepared:
+    """A record made ready for storage: everything but the database work, done in a worker."""
+
+    product_id: str
+    dpp_id: str
+    body: bytes
+    sha256: str
+    columns: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    message: str
+    details: list[FieldError]
+
+
+def prepare(raw: bytes | None, at: str) -> Prepared | Rejected:
+    """Parse, validate (schema + semantics), stamp and canonicalise one record. Pure: no I/O."""
+    if raw is None:
+        return Rejected("unreadable record", [])
+    try:
+        doc = _strip_server_fields(parse_document(raw))
+        check_semantics(doc)
+        dpp_id = doc.dppId or service.new_dpp_id()
+        body, digest = service._finalise(doc, dpp_id=dpp_id, at=at)
+    except DbpError as exc:
+        return Rejected(exc.message, exc.details)
+    return Prepared(doc.uniqueProductIdentifier, dpp_id, body, digest, service._columns(doc))
+
+
+def prepare_batch(raws: list[bytes | None], at: str) -> list[Prepared | Rejected]:
+    return [prepare(raw, at) for raw in raws]
+
+
+@dataclass
+class _Tally:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failures: list[tuple[RecordSource, list[FieldError], str]] = field(default_factory=list)
+
+
+def _store(session: Session, items: list[tuple[RecordSource, Prepared]], at: str) -> _Tally:
+    """Insert new products in bulk; known products become a new version or are skipped."""
+    tally = _Tally()
+    existing = dict(session.execute(select(Passport.product_id, Passport.dpp_id).where(
+        Passport.product_id.in_([p.product_id for _, p in items]))).all())
     passports: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for rec, doc in batch:
-        pid = doc.uniqueProductIdentifier
-        if pid in seen:
-            report.fail(rec, [FieldError("$.uniqueProductIdentifier", "import.duplicateInBatch",
-                                         "the same product appears twice in this import")], "duplicate product")
+    for rec, p in items:
+        if p.product_id in seen:
+            tally.failures.append((rec, [FieldError("$.uniqueProductIdentifier", "import.duplicateInBatch",
+                                                    "the same product appears twice in this import")],
+                                   "duplicate product"))
             continue
-        seen.add(pid)
-        try:
-            if pid in existing:
-                _update_existing(session, existing[pid], doc, report)
-                continue
-            dpp_id = doc.dppId or service.new_dpp_id()
-            body, digest = service._finalise(doc, dpp_id=dpp_id, at=at)
-        except DbpError as exc:
-            report.fail(rec, exc.details, exc.message)
+        seen.add(p.product_id)
+        if p.product_id in existing:
+            assert rec.raw is not None
+            if _update_existing(session, existing[p.product_id], rec.raw):
+                tally.updated += 1
+            else:
+                tally.unchanged += 1
             continue
-        passports.append({"dpp_id": dpp_id, "current_version": 1, "created_at": at, "updated_at": at,
-                          **service._columns(doc)})
-        versions.append({"dpp_id": dpp_id, "version": 1, "created_at": at, "change": "import", "sha256": digest,
-                         "canonical": body.decode()})
+        passports.append({"dpp_id": p.dpp_id, "current_version": 1, "created_at": at, "updated_at": at,
+                          **p.columns})
+        versions.append({"dpp_id": p.dpp_id, "version": 1, "created_at": at, "change": "import",
+                         "sha256": p.sha256, "canonical": p.body.decode()})
     if passports:
         session.execute(insert(Passport), passports)
         session.execute(insert(PassportVersion), versions)
-    report.created += len(passports)
+        service._flush(session)
+    tally.created = len(passports)
+    return tally
 
 
-def _update_existing(session: Session, dpp_id: str, doc: BatteryPassport, report: ImportReport) -> None:
-    """A known product: new version if its content differs from the current one, else skip."""
+def _update_existing(session: Session, dpp_id: str, raw: bytes) -> bool:
+    """A known product: a new version if its content differs from the current one. True if stored."""
+    doc = _strip_server_fields(parse_document(raw))
     row = session.get(Passport, dpp_id)
     assert row is not None
     current = service.read_current(session, dpp_id=dpp_id)
@@ -177,60 +224,97 @@ def _update_existing(session: Session, dpp_id: str, doc: BatteryPassport, report
     # Render the incoming document exactly as it would be stored at the current version's time.
     same_time, _ = service._finalise(doc, dpp_id=dpp_id, at=old["lastUpdate"])
     if same_time == current.body:
-        report.unchanged += 1
-        return
+        return False
     service._writable(row)
     service._check_update(old, doc)
     service.append_version(session, row=row, doc=doc, change="import")
-    report.updated += 1
+    return True
+
+
+def _batches(records: Iterable[RecordSource], size: int) -> Iterator[list[RecordSource]]:
+    batch: list[RecordSource] = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def default_workers() -> int:
+    """Validation runs in this many worker processes beside the writer (0: in the writer itself)."""
+    return os.cpu_count() or 1
 
 
 def import_records(
     factory: sessionmaker[Session], records: Iterable[RecordSource], *, batch_size: int = 500,
-    progress: Callable[[int], None] | None = None,
+    workers: int | None = None, progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Validate and store ``records``; returns counts and per-record errors. Never raises for data."""
-    report = ImportReport()
-    batch: list[tuple[RecordSource, BatteryPassport]] = []
+    """Validate and store ``records``; returns counts and per-record errors. Never raises for data.
 
-    def flush() -> None:
-        if not batch:
-            return
-        try:
-            with factory.begin() as session:
-                _write_batch(session, batch, report)
-        except DbpError:
-            # A conflict inside the batch (e.g. a concurrent writer): retry record by record so that
-            # only the offending records fail.
-            for item in batch:
-                try:
-                    with factory.begin() as session:
-                        _write_batch(session, [item], report)
-                except DbpError as exc:
-                    report.fail(item[0], exc.details, exc.message)
+    Preparation (parsing, validation, canonical bytes, hashes) is CPU work and runs in ``workers``
+    processes, a few batches ahead of the single writer, which only does the database work; the
+    order of records and their outcomes is the order of the input.
+    """
+    report = ImportReport()
+    n_workers = default_workers() if workers is None else workers
+
+    def write(batch: list[RecordSource], results: list[Prepared | Rejected], at: str) -> None:
+        ready: list[tuple[RecordSource, Prepared]] = []
+        for rec, res in zip(batch, results, strict=True):
+            if isinstance(res, Rejected):
+                report.fail(rec, res.details or ([rec.error] if rec.error else []), res.message)
+            else:
+                ready.append((rec, res))
+        for tally in _commit(factory, ready, at):
+            report.created += tally.created
+            report.updated += tally.updated
+            report.unchanged += tally.unchanged
+            for rec, details, message in tally.failures:
+                report.fail(rec, details, message)
         if progress:
             progress(len(batch))
-        batch.clear()
 
-    for rec in records:
-        if rec.error is not None or rec.raw is None:
-            report.fail(rec, [rec.error] if rec.error else [], "unreadable record")
-            if progress:
-                progress(1)
-            continue
-        try:
-            doc = _strip_server_fields(parse_document(rec.raw))
-            check_semantics(doc)
-        except DbpError as exc:
-            report.fail(rec, exc.details, exc.message)
-            if progress:
-                progress(1)
-            continue
-        batch.append((rec, doc))
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    if n_workers == 0:
+        for batch in _batches(records, batch_size):
+            at = service.timestamp()
+            write(batch, prepare_batch([r.raw for r in batch], at), at)
+        return report
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["dbp.passports.bulk"])
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+        pending: deque[tuple[list[RecordSource], Future[list[Prepared | Rejected]], str]] = deque()
+        for batch in _batches(records, batch_size):
+            at = service.timestamp()
+            pending.append((batch, pool.submit(prepare_batch, [r.raw for r in batch], at), at))
+            if len(pending) > 2 * n_workers:  # bounded read-ahead: memory stays flat for any input size
+                done, future, when = pending.popleft()
+                write(done, future.result(), when)
+        while pending:
+            done, future, when = pending.popleft()
+            write(done, future.result(), when)
     return report
+
+
+def _commit(factory: sessionmaker[Session], ready: list[tuple[RecordSource, Prepared]], at: str) -> list[_Tally]:
+    """Store a batch in one transaction; if it conflicts, retry record by record so only the
+    offending records fail. Counts are taken only from committed transactions."""
+    if not ready:
+        return []
+    try:
+        with factory.begin() as session:
+            return [_store(session, ready, at)]
+    except DbpError:
+        pass
+    tallies = []
+    for item in ready:
+        try:
+            with factory.begin() as session:
+                tallies.append(_store(session, [item], at))
+        except DbpError as exc:
+            tallies.append(_Tally(failures=[(item[0], exc.details, exc.message)]))
+    return tallies
 
 
 def export_current(factory: sessionmaker[Session], *, all_versions: bool = False,
