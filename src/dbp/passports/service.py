@@ -425,6 +425,18 @@ def _summary(p: Passport) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _keyset_page(session: Session, stmt: Any, *, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+    """One page of ``stmt``, ordered by dppId; its first column is a Passport or a dpp_id."""
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(Passport.dpp_id > after)
+    rows = list(session.execute(stmt.order_by(Passport.dpp_id).limit(limit + 1)).all())
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1][0]
+    return rows[:limit], encode_cursor(last.dpp_id if isinstance(last, Passport) else last)
+
+
 def search(session: Session, *, filters: dict[str, str | None], manufactured_from: str | None,
            manufactured_to: str | None, cursor: str | None, limit: int) -> dict[str, Any]:
     """Keyset-paginated search over the extracted columns, ordered by dppId."""
@@ -436,26 +448,14 @@ def search(session: Session, *, filters: dict[str, str | None], manufactured_fro
         stmt = stmt.where(Passport.manufactured >= manufactured_from)
     if manufactured_to:
         stmt = stmt.where(Passport.manufactured <= manufactured_to)
-    after = decode_cursor(cursor)
-    if after is not None:
-        stmt = stmt.where(Passport.dpp_id > after)
-    rows = session.scalars(stmt.order_by(Passport.dpp_id).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"items": [_summary(r) for r in rows],
-            "nextCursor": encode_cursor(rows[-1].dpp_id) if more and rows else None}
+    rows, next_cursor = _keyset_page(session, stmt, cursor=cursor, limit=limit)
+    return {"items": [_summary(r[0]) for r in rows], "nextCursor": next_cursor}
 
 
 def ids_by_product_ids(session: Session, *, product_ids: list[str], cursor: str | None,
                        limit: int) -> dict[str, Any]:
     """ReadDPPIdsByProductIds: the passports of the given products, paginated by dppId."""
-    stmt = select(Passport.product_id, Passport.dpp_id, Passport.dpp_status).where(
+    stmt = select(Passport.dpp_id, Passport.product_id, Passport.dpp_status).where(
         Passport.product_id.in_(product_ids))
-    after = decode_cursor(cursor)
-    if after is not None:
-        stmt = stmt.where(Passport.dpp_id > after)
-    rows = session.execute(stmt.order_by(Passport.dpp_id).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"items": [{"productId": p, "dppId": d, "dppStatus": s} for p, d, s in rows],
-            "nextCursor": encode_cursor(rows[-1][1]) if more and rows else None}
+    rows, next_cursor = _keyset_page(session, stmt, cursor=cursor, limit=limit)
+    return {"items": [{"productId": p, "dppId": d, "dppStatus": st} for d, p, st in rows], "nextCursor": next_cursor}
