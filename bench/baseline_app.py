@@ -107,10 +107,3 @@ def create() -> Any:
         return SqliteApp(database)
     return PostgresApp(url)
 
-
-def create_dbp() -> Any:
-    """The real dbp application on the same database (``uvicorn --factory bench.baseline_app:create_dbp``)."""
-    from dbp.app import create_app
-    from dbp.config import Settings
-
-    return create_app(Settings(database_url=os.environ["BENCH_DATABASE_URL"]))

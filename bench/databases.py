@@ -41,11 +41,14 @@ class Databases:
 
     def describe(self) -> dict[str, str]:
         return {"kind": self.kind, "server_version": self.server_version, "location": self.location,
-                "dbp_url": _hide_password(self.dbp_url), "baseline_url": _hide_password(self.baseline_url)}
+                "dbp_url": hide_password(self.dbp_url), "baseline_url": hide_password(self.baseline_url)}
 
 
-def _hide_password(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+def hide_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"
 
 
 def migrate(url: str) -> None:
@@ -104,7 +107,7 @@ def _pg_admin(url: str):  # type: ignore[no-untyped-def]
     try:
         return psycopg.connect(conninfo, autocommit=True)
     except psycopg.Error as exc:
-        raise SetupError(f"cannot connect to PostgreSQL at {_hide_password(url)}: {exc}") from exc
+        raise SetupError(f"cannot connect to PostgreSQL at {hide_password(url)}: {exc}") from exc
 
 
 def _pg_drop(conn, name: str) -> None:  # type: ignore[no-untyped-def]

@@ -55,6 +55,7 @@ def environment() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "cpu_model": _cpu_model(),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "taskset": shutil.which("taskset") is not None,
         "wrk": wrk_version,
         "packages": {p: _version(p) for p in ("fastapi", "starlette", "uvicorn", "uvloop", "httptools",

@@ -1,6 +1,7 @@
 """Bulk import: dbp's real path vs a raw batched insert of the very rows dbp wrote.
 
-* dbp: ``bulk.import_records`` — parse + strict validation + semantic checks + canonicalisation +
+* dbp: ``bulk.import_records`` (with dbp's default worker processes for validation, or
+  ``--import-workers``) — parse + strict validation + semantic checks + canonicalisation +
   SHA-256 + insert of a ``passports`` and a ``passport_versions`` row per record, one transaction
   per batch — into an empty database (which then serves the read benchmark).
 * baseline: the same ``passports`` and ``passport_versions`` rows (read back from dbp's database
@@ -13,12 +14,14 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
 from bench.dataset import Dataset
 from bench.progress import Progress
 from dbp.db import make_engine, make_sessionmaker
+from dbp.passports import bulk
 from dbp.passports.bulk import RecordSource, import_records
 
 
@@ -26,13 +29,23 @@ class ImportFailed(RuntimeError):
     pass
 
 
-def dbp_import(url: str, dataset: Dataset, *, batch_size: int, label: str = "dbp import") -> dict[str, Any]:
+def dbp_import(url: str, dataset: Dataset, *, batch_size: int, workers: int | None = None,
+               label: str = "dbp import") -> dict[str, Any]:
+    """``workers`` None: dbp's own default (validation in worker processes where dbp does that)."""
+    kwargs: dict[str, Any] = {}
+    if workers is not None:
+        if "workers" not in inspect.signature(import_records).parameters:
+            raise ImportFailed("this dbp's import_records has no workers parameter; drop --import-workers")
+        kwargs["workers"] = workers
+    default = getattr(bulk, "default_workers", None)
+    used = workers if workers is not None else (default() if default else 0)
     engine = make_engine(url)
     try:
         progress = Progress(label, dataset.count)
         records = (RecordSource("bench", i, raw=raw) for i, raw in enumerate(dataset.raws, start=1))
         start = time.perf_counter()
-        report = import_records(make_sessionmaker(engine), records, batch_size=batch_size, progress=progress.add)
+        report = import_records(make_sessionmaker(engine), records, batch_size=batch_size, progress=progress.add,
+                                **kwargs)
         seconds = time.perf_counter() - start
         progress.finish()
     finally:
@@ -40,7 +53,8 @@ def dbp_import(url: str, dataset: Dataset, *, batch_size: int, label: str = "dbp
     if report.created != dataset.count or report.failed:
         raise ImportFailed(f"dbp import created {report.created} of {dataset.count} passports, {report.failed} "
                            f"failed; first errors: {report.errors[:3]}")
-    return {"records": dataset.count, "seconds": seconds, "records_per_s": dataset.count / seconds}
+    return {"records": dataset.count, "seconds": seconds, "records_per_s": dataset.count / seconds,
+            "workers": used}
 
 
 Rows = tuple[list[str], list[tuple[Any, ...]]]

@@ -21,7 +21,7 @@ class Progress:
             self._last = now
             sys.stderr.write(f"\r  {self._line(now)}")
             sys.stderr.flush()
-        elif not self._tty and pct >= self._next_pct:
+        elif not self._tty and pct >= self._next_pct and self.done < self.total:
             self._next_pct = pct // 10 * 10 + 10
             sys.stderr.write(f"  {self._line(now)}\n")
             sys.stderr.flush()

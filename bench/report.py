@@ -1,0 +1,73 @@
+"""The human-readable table (stdout) and the JSON results file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = {"read": 0.6, "import": 0.3}
+
+
+def verdict(name: str, results: dict[str, Any]) -> bool | None:
+    part = results.get(name)
+    return None if part is None else bool(part["ratio"] >= TARGETS[name])
+
+
+def table(doc: dict[str, Any]) -> str:
+    env, db, data, res = doc["environment"], doc["database"], doc["dataset"], doc["results"]
+    lines = [
+        f"dbp benchmark — {doc['started']}",
+        f"  environment: Python {env['python']} ({env['implementation']}), {env['cpu_count']} CPUs"
+        f" ({env['cpu_model'] or 'unknown model'}), {env['platform']}",
+        f"  load avg:    {_load(env)}",
+        f"  database:    {db['kind']} {db['server_version']} ({db['location']})",
+        f"  dataset:     {data['count']:,} passports, avg {data['avg_bytes']:,.0f} bytes as imported"
+        + (f", avg {data['avg_canonical_bytes']:,.0f} bytes stored (canonical)" if data.get("avg_canonical_bytes")
+           else ""),
+        "",
+        f"  {'benchmark':<34}{'dbp':>14}{'baseline':>14}{'ratio':>8}  {'target':<8}",
+        "  " + "-" * 84,
+    ]
+    read = res.get("read")
+    if read:
+        ok = "OK" if verdict("read", res) else "MISS"
+        lines.append(f"  {'read GET /api/v1/dpps/{dppId}':<34}{read['dbp']['requests_per_s']:>8,.0f} req/s"
+                     f"{read['baseline']['requests_per_s']:>8,.0f} req/s{read['ratio']:>8.2f}  "
+                     f">= {TARGETS['read']:<5}{ok}")
+        d, b = read["dbp"]["latency_ms"], read["baseline"]["latency_ms"]
+        lines.append(f"  {'  latency p50 / p99 (ms)':<34}{d['p50']:>6.2f} /{d['p99']:>6.2f}"
+                     f"{b['p50']:>7.2f} /{b['p99']:>6.2f}")
+        lines.append(f"    ({read['connections']} connections, {read['duration_s']:g} s per run, wrk 1 thread, "
+                     f"{read['distinct_ids']:,} distinct ids in a {read['url_list']:,}-path rotation)")
+    imp = res.get("import")
+    if imp:
+        ok = "OK" if verdict("import", res) else "MISS"
+        lines.append(f"  {'bulk import (batch ' + str(imp['batch_size']) + ')':<34}"
+                     f"{imp['dbp']['records_per_s']:>8,.0f} rec/s{imp['baseline']['records_per_s']:>8,.0f} rec/s"
+                     f"{imp['ratio']:>8.2f}  >= {TARGETS['import']:<5}{ok}")
+        lines.append(f"    (dbp {imp['dbp']['seconds']:,.1f} s with {imp['dbp'].get('workers', 0)} validation worker "
+                     f"process(es), baseline raw executemany "
+                     f"{imp['baseline']['seconds']:,.1f} s for {imp['dbp']['records']:,} records)")
+    if not read and not imp:
+        lines.append("  (nothing measured)")
+    lines.append("")
+    lines.append(f"  results: {doc['results_file']}")
+    return "\n".join(lines)
+
+
+def _load(env: dict[str, Any]) -> str:
+    start, end = env.get("load_average_at_start"), env.get("load_average_at_end")
+    text = f"{start[0]:.2f} at start" if start else "unknown"
+    return text + (f", {end[0]:.2f} at end (1-minute; > 0.5 means other work shared the 2 cores)" if end else "")
+
+
+def write(doc: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    stamp = doc["started"].replace(":", "").replace("-", "")
+    (RESULTS / f"{stamp}-n{doc['args']['count']}.json").write_text(text, encoding="utf-8")  # history
+    path = RESULTS / "latest.json"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,91 @@
+"""Uvicorn processes for the read benchmark: identical flags for dbp and for the baseline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+UVICORN_FLAGS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                 "--log-level", "warning"]
+FACTORIES = {"dbp": "bench.servers:dbp_app", "baseline": "bench.baseline_app:create"}
+
+
+class ServerFailed(RuntimeError):
+    pass
+
+
+def dbp_app() -> Any:
+    """The real dbp application on the benchmark database (``uvicorn --factory``)."""
+    from dbp.app import create_app
+    from dbp.config import Settings
+
+    return create_app(Settings(database_url=os.environ["BENCH_DATABASE_URL"]))
+
+
+def pinned(core: int | None) -> list[str]:
+    """``taskset -c CORE`` when we pin (taskset present and more than one core), else nothing."""
+    if core is None or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        return []
+    return ["taskset", "-c", str(core)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def command(name: str, port: int, core: int | None) -> list[str]:
+    return [*pinned(core), sys.executable, "-m", "uvicorn", FACTORIES[name], "--factory", "--app-dir", str(ROOT),
+            "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
+
+
+@contextmanager
+def uvicorn(name: str, database_url: str, *, core: int | None, log_dir: Path, probe: str) -> Iterator[str]:
+    """Start one server, wait until ``probe`` answers 200, yield its base URL, stop it (by its pid)."""
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    env = {**os.environ, "BENCH_DATABASE_URL": database_url}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command(name, port, core), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise ServerFailed(f"{name} server exited with {proc.returncode}:\n{_tail(log_path)}")
+            try:
+                if httpx.get(base + probe, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerFailed(f"{name} server did not answer {probe} within 60 s:\n{_tail(log_path)}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
