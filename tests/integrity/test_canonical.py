@@ -84,6 +84,8 @@ def test_sha256_hex() -> None:
 
 @pytest.mark.parametrize("value", [
     {"sha256": "1e" * 32},
+    {"dppId": "urn:uuid:0c1b84e-5a3f-4e5b-9e-1-2e+3"},
+    {"dppId": "urn:uuid:1248145e-2453-4fb1-8e0c-3f6a8d1c2e7b"},
     {"url": "https://docs.example/due-diligence-2025.pdf"},
     {"text": "nullable fields, version 2.05"},
     {"name": "Müller Zellen GmbH", "n": 3.25},
