@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp
 
 from dbp import __version__
 from dbp.config import Settings
@@ -19,7 +20,7 @@ from dbp.db import make_engine, make_sessionmaker
 from dbp.errors import DbpError, FieldError, ServiceUnavailable
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
 from dbp.passports import routes as passport_routes
-from dbp.passports.reads import CurrentVersionReader
+from dbp.passports.reads import CurrentVersionReader, FastCurrentReads
 from dbp.passports.schemas import BatteryPassport
 from dbp.passports.validation import json_path
 
@@ -65,6 +66,13 @@ def _install_error_handlers(app: FastAPI) -> None:
                                text="internal error; quote the correlation id when reporting it", correlation=cid)
 
 
+class DbpApp(FastAPI):
+    """FastAPI with the hot-read fast path in front of its whole middleware stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return FastCurrentReads(super().build_middleware_stack(), self.state.reader)
+
+
 def create_app(settings: Settings) -> FastAPI:
     engine = make_engine(settings.database_url, echo=settings.sql_echo)
 
@@ -75,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
         engine.dispose()
         read_engine.dispose()
 
-    app = FastAPI(
+    app = DbpApp(
         title="dbp — Digital Battery Passport",
         version=__version__,
         description="EN 18222 passport API for batteries under Regulation (EU) 2023/1542 (Art. 77-78, Annex XIII).",

@@ -5,8 +5,10 @@ Pure ASGI middleware (no BaseHTTPMiddleware) so the hot read path pays microseco
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import re
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +22,44 @@ from dbp.errors import BadRequest, DbpError, PayloadTooLarge, ResultMessage
 log = logging.getLogger("dbp")
 
 
+# A random per-process prefix and a counter: unique across processes, ~0.2 µs instead of uuid4's ~2.5 µs.
+_CID_PREFIX = secrets.token_hex(6)
+_CID_COUNTER = itertools.count(1)
+
+
+_SANE_CID = re.compile(rb"[\x20-\x7e]{1,128}")
+
+
+def new_correlation_id() -> str:
+    return f"{_CID_PREFIX}-{next(_CID_COUNTER):x}"
+
+
+def client_correlation_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The caller's X-Correlation-ID when it is a sane one (1..128 ASCII characters)."""
+    for name, value in headers:
+        if name == b"x-correlation-id" and _SANE_CID.fullmatch(value):
+            return value.decode()
+    return None
+
+
 def correlation_id(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("correlation_id") or uuid.uuid4())
+    return str(request.scope.get("state", {}).get("correlation_id") or new_correlation_id())
+
+
+def accepted_representation(accept: str) -> str | None:
+    """'json' or 'html' for an Accept header on a passport read; None when it accepts neither.
+
+    HTML wins only when the client lists text/html before application/json (browsers do);
+    an absent header, */* or application/* mean JSON.
+    """
+    if not accept:
+        return "json"
+    html, js = accept.find("text/html"), accept.find("application/json")
+    if html >= 0 and (js < 0 or html < js):
+        return "html"
+    if js < 0 and "*/*" not in accept and "application/*" not in accept:
+        return None
+    return "json"
 
 
 def result_response(
@@ -55,11 +93,7 @@ class CorrelationAndLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = None
-        for name, value in scope["headers"]:
-            if name == b"x-correlation-id" and 0 < len(value) <= 128 and value.isascii():
-                cid = value.decode()
-        cid = cid or str(uuid.uuid4())
+        cid = client_correlation_id(scope["headers"]) or new_correlation_id()
         scope.setdefault("state", {})["correlation_id"] = cid
         if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
             # no identifier or filter holds NUL, and PostgreSQL cannot even compare with one

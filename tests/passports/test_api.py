@@ -237,3 +237,20 @@ def test_html_page(client: httpx.Client, passport: dict[str, Any]) -> None:
     assert "Carbon footprint" in page.text
     assert_error(client.get(f"/api/v1/dpps/{dpp}", headers={"Accept": "image/png"}), 406,
                  "ClientErrorNotAcceptable")
+
+
+def test_fast_read_path_answers_like_the_routes(client: httpx.Client, passport: dict[str, Any]) -> None:
+    """The hot reads served before FastAPI carry the same bytes and headers as the documented routes."""
+    r = create(client, passport)
+    dpp = r.json()["dppId"]
+    upi = quote(passport["uniqueProductIdentifier"], safe="")
+    fast = client.get(f"/api/v1/dpps/{dpp}", headers={"X-Correlation-ID": "trace-1"})
+    routed = client.get(f"/api/v1/dpps/{dpp}", params={"via": "route"})  # a query string takes the route
+    by_product = client.get(f"/api/v1/dppsByProductId/{upi}")
+    for resp in (fast, routed, by_product):
+        assert resp.status_code == 200 and resp.content == r.content
+        assert resp.headers["content-type"] == "application/json"
+        for h in ("etag", "x-dpp-version", "last-modified-at", "cache-control", "content-length"):
+            assert resp.headers[h] == fast.headers[h], h
+    assert fast.headers["x-correlation-id"] == "trace-1"
+    assert by_product.headers["x-correlation-id"] and by_product.headers["x-correlation-id"] != "trace-1"

@@ -510,5 +510,5 @@ def test_unusable_correlation_ids_are_replaced(server: Any, cid: str) -> None:
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
         r = c.get(f"{API}/dpps/{UNKNOWN}", headers={b"X-Correlation-ID": cid.encode("utf-8")})
     issued = r.headers["x-correlation-id"]
-    assert issued != cid and len(issued) == 36
+    assert issued != cid and 0 < len(issued) <= 128 and issued.isascii()
     assert_error(r, 404, cid=issued)

@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dbp.http import accepted_representation, client_correlation_id, new_correlation_id
 from dbp.passports.service import StoredVersion
 
 _BY_ID = (
@@ -62,3 +64,70 @@ class CurrentVersionReader:
             row = conn.execute(text(sql), {"p": value}).fetchone()
             conn.rollback()
             return row
+
+
+def normalise_product_path(product_id: str) -> str:
+    """A product identifier taken from a URL path: proxies may merge "https://" into "https:/"."""
+    return product_id if "://" in product_id else product_id.replace(":/", "://", 1)
+
+
+BY_ID = "/api/v1/dpps/"
+BY_PRODUCT = "/api/v1/dppsByProductId/"
+
+
+class FastCurrentReads:
+    """The two hottest reads, served before FastAPI: ``GET /api/v1/dpps/{dppId}`` and
+    ``GET /api/v1/dppsByProductId/{productId}`` when the answer is the plain JSON of a stored
+    version.
+
+    Measured (bench/): the FastAPI layer costs ~55 µs per request, four times the SQLite lookup;
+    the passport bytes are already final, so for the common case nothing needs the framework.
+    Anything else — a query string, an HTML or unusual Accept, If-None-Match, an id that is too
+    long or holds odd characters, a miss (404) — goes to the FastAPI routes, which remain the
+    documented operations and answer identically. Headers come from ``StoredVersion.headers``, the
+    same as the routes'.
+    """
+
+    def __init__(self, app: ASGIApp, reader: CurrentVersionReader) -> None:
+        self.app = app
+        self.reader = reader
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
+            version = await self._lookup(scope)
+            if version is not None:
+                cid = client_correlation_id(scope["headers"]) or new_correlation_id()
+                headers = [(k.lower().encode(), v.encode()) for k, v in version.headers().items()]
+                headers += [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(version.body)).encode()),
+                            (b"x-correlation-id", cid.encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": version.body})
+                return
+        await self.app(scope, receive, send)
+
+    async def _lookup(self, scope: Scope) -> StoredVersion | None:
+        path: str = scope["path"]
+        if path.startswith(BY_ID):
+            key, by_product = path[len(BY_ID):], False
+            if not key or len(key) > 256 or "/" in key:
+                return None
+        elif path.startswith(BY_PRODUCT):
+            key, by_product = path[len(BY_PRODUCT):], True
+            if not key or len(key) > 2048:
+                return None
+        else:
+            return None
+        if not key.isprintable():  # NUL, controls: let the routes refuse them with an error object
+            return None
+        accept = b""
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                return None
+            if name == b"accept":
+                accept = value
+        if accepted_representation(accept.decode("latin-1")) != "json":
+            return None
+        if by_product:
+            return await self.reader.by_product_id(normalise_product_path(key))
+        return await self.reader.by_id(key)

@@ -20,8 +20,9 @@ from starlette.responses import Response
 
 from dbp.deps import ReadSessionDep, SettingsDep, in_transaction
 from dbp.errors import BadRequest, FieldError, NotAcceptable, NotFound, UnsupportedMediaType, ValidationFailed
-from dbp.http import json_response
+from dbp.http import accepted_representation, json_response
 from dbp.passports import lifecycle, service, views
+from dbp.passports.reads import normalise_product_path
 from dbp.passports.schemas import attribute_catalogue, passport_json_schema
 from dbp.passports.service import StoredVersion
 
@@ -46,20 +47,14 @@ MonthOrDate = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
 
 def version_response(v: StoredVersion, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(v.body, status_code=status_code, media_type="application/json",
-                    headers={"ETag": v.etag, "X-DPP-Version": str(v.version), "Last-Modified-At": v.created_at,
-                             "Cache-Control": "no-cache", **(headers or {})})
+                    headers={**v.headers(), **(headers or {})})
 
 
 def _wants_html(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    if not accept:
-        return False
-    html, js = accept.find("text/html"), accept.find("application/json")
-    if html >= 0 and (js < 0 or html < js):
-        return True
-    if js < 0 and "*/*" not in accept and "application/*" not in accept:
+    kind = accepted_representation(request.headers.get("accept", ""))
+    if kind is None:
         raise NotAcceptable("this resource is available as application/json or text/html")
-    return False
+    return kind == "html"
 
 
 def _accept_json(request: Request) -> None:
@@ -234,8 +229,7 @@ async def read_by_product(request: Request, productId: str) -> Response:
     if len(productId) > 2048:
         raise ValidationFailed("product identifier too long", details=[
             FieldError("productId", "productId.length", "at most 2048 characters")])
-    product = productId if "://" in productId else productId.replace(":/", "://", 1)  # proxies merge "//"
-    v = await request.app.state.reader.by_product_id(product)
+    v = await request.app.state.reader.by_product_id(normalise_product_path(productId))
     return await _serve(request, v, f"no passport for product {productId}")
 
 

@@ -65,6 +65,11 @@ class StoredVersion:
     def etag(self) -> str:
         return f'"{self.sha256}"'
 
+    def headers(self) -> dict[str, str]:
+        """Response headers of a read of this version (the same on every read path)."""
+        return {"ETag": self.etag, "X-DPP-Version": str(self.version), "Last-Modified-At": self.created_at,
+                "Cache-Control": "no-cache"}
+
 
 # ------------------------------------------------------------------------------------ writing
 def _columns(doc: BatteryPassport) -> dict[str, Any]:
