@@ -130,6 +130,11 @@ def test_point_in_time_read(client: httpx.Client, passport: dict[str, Any]) -> N
                  "ClientErrorResourceNotFound")
     assert_error(client.get(f"/api/v1/dppsByIdAndDate/{dpp}", params={"date": "yesterday"}), 400,
                  "ClientErrorBadRequest")
+    upi = quote(passport["uniqueProductIdentifier"], safe="")
+    by_product = client.get(f"/api/v1/dppsByProductIdAndDate/{upi}", params={"date": first_time})
+    assert by_product.status_code == 200 and by_product.content == r.content
+    assert_error(client.get(f"/api/v1/dppsByProductIdAndDate/{upi}x", params={"date": first_time}), 404,
+                 "ClientErrorResourceNotFound")
 
 
 def test_elements_read_and_update(client: httpx.Client, passport: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=1024)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(max_length=600)]
 Filter = Annotated[str | None, Query(max_length=512)]
+Instant = Annotated[str, Query(max_length=64, description="ISO 8601 instant; a bare date means its end (UTC)")]
 MonthOrDate = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
 
 
@@ -235,10 +236,15 @@ async def read_by_product(request: Request, productId: str) -> Response:
 
 @router.get("/dppsByIdAndDate/{dppId}", summary="ReadDPPVersionByIdAndDate (point in time)", tags=["EN 18222"],
             responses=PASSPORT_RESPONSE, dependencies=JSON_ONLY)
-def read_at(dppId: DppIdPath, session: ReadSessionDep,
-            date: Annotated[str, Query(max_length=64, description="ISO 8601 instant; a date means its end")]
-            ) -> Response:
+def read_at(dppId: DppIdPath, session: ReadSessionDep, date: Instant) -> Response:
     return version_response(service.read_at(session, dpp_id=dppId, at=service.parse_instant(date)))
+
+
+@router.get("/dppsByProductIdAndDate/{productId:path}", tags=["EN 18222"], responses=PASSPORT_RESPONSE,
+            dependencies=JSON_ONLY, summary="ReadDPPVersionByProductIdAndDate (the 2025 draft's form of the same)")
+def read_product_at(productId: str, session: ReadSessionDep, date: Instant) -> Response:
+    dpp_id = service.dpp_id_of_product(session, product_id=normalise_product_path(productId[:2049]))
+    return version_response(service.read_at(session, dpp_id=dpp_id, at=service.parse_instant(date)))
 
 
 @router.post("/dppsByProductIds", summary="ReadDPPIdsByProductIds", tags=["EN 18222"], openapi_extra={

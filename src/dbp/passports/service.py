@@ -208,11 +208,12 @@ def read_current(session: Session, *, dpp_id: str) -> StoredVersion:
     return _stored(row)
 
 
-def read_by_product_id(session: Session, *, product_id: str) -> StoredVersion:
+def dpp_id_of_product(session: Session, *, product_id: str) -> str:
     dpp_id = session.scalar(select(Passport.dpp_id).where(Passport.product_id == product_id))
     if dpp_id is None:
         raise NotFound(f"no passport for product {product_id}")
-    return read_current(session, dpp_id=dpp_id)
+    return dpp_id
+
 
 
 def parse_instant(value: str) -> str:
