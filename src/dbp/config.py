@@ -6,11 +6,12 @@ Nothing here runs at import time: callers build ``Settings()`` (from the environ
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -21,6 +22,18 @@ class Role(StrEnum):
 
 
 DEFAULT_SQLITE_PATH = Path("var") / "dbp.sqlite3"
+
+# Values that ship in examples, docs and compose files; refused as DBP_SECRET_KEY in production.
+PLACEHOLDER_SECRETS = frozenset({
+    "secret", "changeme", "change-me", "change_me", "changeit", "default", "dev", "development", "test",
+    "password", "insecure", "dbp", "dbp-secret", "dbp-dev-secret", "dev-secret", "dev-secret-key",
+    "please-change-me", "your-secret-key", "your-secret-key-here", "secret-key",
+    "insecure-development-key-do-not-use-in-production",
+    "0123456789abcdef0123456789abcdef", "00000000000000000000000000000000",
+})
+PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "change this", "change-this", "replace-me", "replace_me",
+                     "your-secret", "your_secret", "do-not-use", "not-for-production", "insecure", "example")
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s?#@]+")
 
 
 class Settings(BaseSettings):
@@ -42,6 +55,32 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_page_size: int = Field(default=1000, ge=1)
     sql_echo: bool = False
+    token_ttl_seconds: int = Field(default=600, ge=30, le=86400, description="lifetime of issued access tokens")
+    access_policy_file: str | None = Field(
+        default=None, description="TOML file of read rights per role and purpose; default: the bundled policy")
+    oidc_issuer: str | None = Field(default=None, description="accept tokens of this external OpenID provider")
+    oidc_jwks_url: str | None = Field(default=None, description="its JWKS URL (with DBP_OIDC_ISSUER)")
+    read_log_batch: int = Field(default=256, ge=1, le=10000, description="access-log records per durable batch")
+
+    # Hardening (dbp.hardening): secrets, rate limits, request sanity, CORS.
+    secret_key: str | None = Field(
+        default=None, repr=False,
+        description="server secret (at least 32 characters, random); required when DBP_ENVIRONMENT=production")
+    rate_limit_enabled: bool = True
+    rate_limit_per_address: float = Field(default=200.0, gt=0, description="requests per second per client address")
+    rate_limit_per_address_burst: int = Field(default=400, ge=1)
+    rate_limit_per_principal: float = Field(
+        default=100.0, gt=0, description="requests per second per credential (Authorization / X-API-Key value)")
+    rate_limit_per_principal_burst: int = Field(default=200, ge=1)
+    rate_limit_max_keys: int = Field(default=100_000, ge=100, description="buckets kept per family (LRU)")
+    max_url_bytes: int = Field(default=8192, ge=1024, description="longer path + query string: 414")
+    max_header_count: int = Field(default=100, ge=16, description="more request headers: 431")
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, description="larger request headers in all: 431")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated origins (https://app.example) allowed by CORS; '*' for any (public reads); "
+                    "empty: no CORS headers")
+    cors_max_age: int = Field(default=600, ge=0, le=86400, description="seconds a browser may cache a preflight")
 
     @model_validator(mode="before")
     @classmethod
@@ -50,6 +89,38 @@ class Settings(BaseSettings):
         if isinstance(roles, str):
             data["roles"] = [r.strip() for r in roles.split(",") if r.strip()]
         return data
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_cors_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            return value
+        origins = []
+        for raw in value:
+            origin = str(raw).strip().rstrip("/").lower()
+            if not origin:
+                continue
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"DBP_CORS_ORIGINS: {raw!r} is not an origin such as https://app.example[:port]")
+            origins.append(origin)
+        return origins
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment != "production":
+            return self
+        key = self.secret_key
+        if not key:
+            raise ValueError("DBP_SECRET_KEY must be set when DBP_ENVIRONMENT=production")
+        if len(key) < 32:
+            raise ValueError("DBP_SECRET_KEY must be at least 32 characters when DBP_ENVIRONMENT=production")
+        folded = key.strip().lower()
+        if folded in PLACEHOLDER_SECRETS or any(word in folded for word in PLACEHOLDER_WORDS) or len(set(key)) < 10:
+            raise ValueError("DBP_SECRET_KEY is a default or placeholder value; generate one, e.g. "
+                             "python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -137,8 +137,7 @@ class Prepared:
 
     product_id: str
     dpp_id: str
-    body: bytes
-    sha256: str
+    rendered: service.Rendered
     columns: dict[str, Any]
 
 
@@ -156,10 +155,10 @@ def prepare(raw: bytes | None, at: str) -> Prepared | Rejected:
         doc = _strip_server_fields(parse_document(raw))
         check_semantics(doc)
         dpp_id = doc.dppId or service.new_dpp_id()
-        body, digest = service._finalise(doc, dpp_id=dpp_id, at=at)
+        rendered = service._finalise(doc, dpp_id=dpp_id, at=at)
     except DbpError as exc:
         return Rejected(exc.message, exc.details)
-    return Prepared(doc.uniqueProductIdentifier, dpp_id, body, digest, service._columns(doc))
+    return Prepared(doc.uniqueProductIdentifier, dpp_id, rendered, service._columns(doc))
 
 
 def prepare_batch(raws: list[bytes | None], at: str) -> list[Prepared | Rejected]:
@@ -199,7 +198,7 @@ def _store(session: Session, items: list[tuple[RecordSource, Prepared]], at: str
         passports.append({"dpp_id": p.dpp_id, "current_version": 1, "created_at": at, "updated_at": at,
                           **p.columns})
         versions.append({"dpp_id": p.dpp_id, "version": 1, "created_at": at, "change": "import",
-                         "sha256": p.sha256, "canonical": p.body.decode()})
+                         **p.rendered.row()})
     if passports:
         session.execute(insert(Passport), passports)
         session.execute(insert(PassportVersion), versions)
@@ -222,8 +221,7 @@ def _update_existing(session: Session, dpp_id: str, raw: bytes) -> bool:
     if doc.endOfLife is None and old.get("endOfLife"):
         doc.endOfLife = EndOfLife.model_validate(old["endOfLife"])
     # Render the incoming document exactly as it would be stored at the current version's time.
-    same_time, _ = service._finalise(doc, dpp_id=dpp_id, at=old["lastUpdate"])
-    if same_time == current.body:
+    if service._finalise(doc, dpp_id=dpp_id, at=old["lastUpdate"]).body == current.body:
         return False
     service._writable(row)
     service._check_update(old, doc)

@@ -45,6 +45,10 @@ class PassportVersion(Base):
     change: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64))
     canonical: Mapped[str] = mapped_column(Text)
+    # The public view (Annex XIII point 1 only), rendered once when the version is written: the
+    # anonymous read — by far the most frequent — serves these bytes as stored.
+    public_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    public_canonical: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_passport_versions_dpp_id_created_at", "dpp_id", "created_at"),)
 

@@ -19,14 +19,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dbp.http import accepted_representation, client_correlation_id, new_correlation_id
 from dbp.passports.service import StoredVersion
 
-_BY_ID = (
-    "SELECT v.version, v.created_at, v.sha256, v.canonical FROM passports p "
-    "JOIN passport_versions v ON v.dpp_id = p.dpp_id AND v.version = p.current_version WHERE p.dpp_id = {p}"
-)
-_BY_PRODUCT = (
-    "SELECT p.dpp_id, v.version, v.created_at, v.sha256, v.canonical FROM passports p "
-    "JOIN passport_versions v ON v.dpp_id = p.dpp_id AND v.version = p.current_version WHERE p.product_id = {p}"
-)
+_SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, v.{body}, p.operator_id FROM passports p " \
+          "JOIN passport_versions v ON v.dpp_id = p.dpp_id AND v.version = p.current_version WHERE p.{key} = {p}"
+
+
+def _sql(key: str, *, public: bool, placeholder: str) -> str:
+    sha, body = ("public_sha256", "public_canonical") if public else ("sha256", "canonical")
+    return _SELECT.format(sha=sha, body=body, key=key, p=placeholder)
 
 
 class CurrentVersionReader:
@@ -45,19 +44,21 @@ class CurrentVersionReader:
             self._sqlite.close()
             self._sqlite = None
 
-    async def by_id(self, dpp_id: str) -> StoredVersion | None:
-        if self._sqlite is not None:
-            row = self._sqlite.execute(_BY_ID.format(p="?"), (dpp_id,)).fetchone()
-        else:
-            row = await run_in_threadpool(self._pooled, _BY_ID.format(p=":p"), dpp_id)
-        return None if row is None else StoredVersion(dpp_id, row[0], row[1], row[2], row[3].encode())
+    async def by_id(self, dpp_id: str, *, public: bool = False) -> StoredVersion | None:
+        """The current version of a passport (or its public view), None if there is no such passport."""
+        return await self._one("dpp_id", dpp_id, public)
 
-    async def by_product_id(self, product_id: str) -> StoredVersion | None:
+    async def by_product_id(self, product_id: str, *, public: bool = False) -> StoredVersion | None:
+        return await self._one("product_id", product_id, public)
+
+    async def _one(self, key: str, value: str, public: bool) -> StoredVersion | None:
         if self._sqlite is not None:
-            row = self._sqlite.execute(_BY_PRODUCT.format(p="?"), (product_id,)).fetchone()
+            row = self._sqlite.execute(_sql(key, public=public, placeholder="?"), (value,)).fetchone()
         else:
-            row = await run_in_threadpool(self._pooled, _BY_PRODUCT.format(p=":p"), product_id)
-        return None if row is None else StoredVersion(row[0], row[1], row[2], row[3], row[4].encode())
+            row = await run_in_threadpool(self._pooled, _sql(key, public=public, placeholder=":p"), value)
+        if row is None:
+            return None
+        return StoredVersion(row[0], row[1], row[2], row[3], row[4].encode(), row[5])
 
     def _pooled(self, sql: str, value: str) -> Any:
         with self.engine.connect() as conn:

@@ -30,8 +30,10 @@ from dbp.errors import (
 )
 from dbp.integrity.canonical import canonical_bytes, sha256_hex
 from dbp.passports import paths
+from dbp.passports.attributes import AccessGroup
 from dbp.passports.clusters import BatteryStatus
 from dbp.passports.models import Passport, PassportVersion
+from dbp.passports.redaction import redact
 from dbp.passports.schemas import (
     CONTENT_SPECIFICATION,
     SCHEMA_VERSION,
@@ -40,6 +42,8 @@ from dbp.passports.schemas import (
     DppStatus,
 )
 from dbp.passports.validation import check_semantics, parse_document, validate_dict
+
+PUBLIC_ONLY = frozenset({AccessGroup.public})
 
 
 def timestamp(now: datetime | None = None) -> str:
@@ -53,13 +57,15 @@ def new_dpp_id() -> str:
 
 @dataclass(frozen=True)
 class StoredVersion:
-    """What a read returns: the canonical bytes exactly as stored, and how to cite them."""
+    """What a read returns: the canonical bytes exactly as stored (the full version or one access
+    view of it), how to cite them, and the passport's responsible operator."""
 
     dpp_id: str
     version: int
     created_at: str
     sha256: str
     body: bytes
+    operator_id: str | None = None
 
     @property
     def etag(self) -> str:
@@ -69,6 +75,21 @@ class StoredVersion:
         """Response headers of a read of this version (the same on every read path)."""
         return {"ETag": self.etag, "X-DPP-Version": str(self.version), "Last-Modified-At": self.created_at,
                 "Cache-Control": "no-cache"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A version's canonical bytes and its public view, each with its SHA-256."""
+
+    body: bytes
+    sha256: str
+    public_body: bytes
+    public_sha256: str
+
+    def row(self) -> dict[str, str]:
+        return {"sha256": self.sha256, "canonical": self.body.decode(), "public_sha256": self.public_sha256,
+                "public_canonical": self.public_body.decode()}
+
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -91,8 +112,8 @@ def _columns(doc: BatteryPassport) -> dict[str, Any]:
     }
 
 
-def _finalise(doc: BatteryPassport, *, dpp_id: str, at: str) -> tuple[bytes, str]:
-    """Stamp server-managed header fields and produce (canonical bytes, sha256)."""
+def _finalise(doc: BatteryPassport, *, dpp_id: str, at: str) -> Rendered:
+    """Stamp server-managed header fields; render the canonical bytes and the public view."""
     doc.dppId = dpp_id
     doc.lastUpdate = at
     doc.dppSchemaVersion = SCHEMA_VERSION
@@ -100,8 +121,10 @@ def _finalise(doc: BatteryPassport, *, dpp_id: str, at: str) -> tuple[bytes, str
         doc.dppStatus = DppStatus.draft
     if not doc.contentSpecificationIds:
         doc.contentSpecificationIds = [CONTENT_SPECIFICATION]
-    body = canonical_bytes(doc.model_dump(mode="json", exclude_none=True))
-    return body, sha256_hex(body)
+    data = doc.model_dump(mode="json", exclude_none=True)
+    body = canonical_bytes(data)
+    public = canonical_bytes(redact(data, PUBLIC_ONLY))
+    return Rendered(body, sha256_hex(body), public, sha256_hex(public))
 
 
 def prepare_new(doc: BatteryPassport, *, at: str) -> tuple[BatteryPassport, str]:
@@ -130,16 +153,15 @@ def insert_new(
     session: Session, *, doc: BatteryPassport, dpp_id: str, at: str, change: str = "create"
 ) -> StoredVersion:
     check_semantics(doc)
-    body, digest = _finalise(doc, dpp_id=dpp_id, at=at)
+    rendered = _finalise(doc, dpp_id=dpp_id, at=at)
     if session.get(Passport, dpp_id) is not None:
         raise Conflict(f"passport {dpp_id} already exists")
     if session.scalar(select(Passport.dpp_id).where(Passport.product_id == doc.uniqueProductIdentifier)):
         raise Conflict(f"product {doc.uniqueProductIdentifier} already has a passport in this repository")
     session.add(Passport(dpp_id=dpp_id, current_version=1, created_at=at, updated_at=at, **_columns(doc)))
-    session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, sha256=digest,
-                                canonical=body.decode()))
+    session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, **rendered.row()))
     _flush(session)
-    return StoredVersion(dpp_id, 1, at, digest, body)
+    return StoredVersion(dpp_id, 1, at, rendered.sha256, rendered.body, doc.economicOperatorId)
 
 
 def create_passport(session: Session, *, body: bytes, now: datetime | None = None) -> StoredVersion:
@@ -163,10 +185,10 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
     """Store ``doc`` as the next version of ``row``; optimistic on ``current_version``."""
     check_semantics(doc)
     at = timestamp(now)
-    body, digest = _finalise(doc, dpp_id=row.dpp_id, at=at)
+    rendered = _finalise(doc, dpp_id=row.dpp_id, at=at)
     version = row.current_version + 1
     session.add(PassportVersion(dpp_id=row.dpp_id, version=version, created_at=at, change=change,
-                                sha256=digest, canonical=body.decode()))
+                                **rendered.row()))
     result = session.execute(
         update(Passport)
         .where(and_(Passport.dpp_id == row.dpp_id, Passport.current_version == row.current_version))
@@ -177,7 +199,7 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
         raise Conflict("the passport was changed concurrently; retry with a fresh ETag")
     _flush(session)
     row.current_version = version
-    return StoredVersion(row.dpp_id, version, at, digest, body)
+    return StoredVersion(row.dpp_id, version, at, rendered.sha256, rendered.body, doc.economicOperatorId)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -193,19 +215,21 @@ def _row(session: Session, dpp_id: str, *, for_update: bool = False) -> Passport
     return row
 
 
-def _stored(v: PassportVersion) -> StoredVersion:
-    return StoredVersion(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical.encode())
+def _stored(v: PassportVersion, operator_id: str) -> StoredVersion:
+    """A stored version; ``operator_id`` is the passport's responsible operator now (it decides access
+    to every version, including those from before a transfer)."""
+    return StoredVersion(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical.encode(), operator_id)
 
 
 def read_current(session: Session, *, dpp_id: str) -> StoredVersion:
     row = session.execute(
-        select(PassportVersion).join(Passport, and_(
+        select(PassportVersion, Passport.operator_id).join(Passport, and_(
             Passport.dpp_id == PassportVersion.dpp_id, Passport.current_version == PassportVersion.version))
         .where(Passport.dpp_id == dpp_id)
-    ).scalar_one_or_none()
+    ).one_or_none()
     if row is None:
         raise NotFound(f"no passport {dpp_id}")
-    return _stored(row)
+    return _stored(row[0], row[1])
 
 
 def dpp_id_of_product(session: Session, *, product_id: str) -> str:
@@ -236,21 +260,21 @@ def parse_instant(value: str) -> str:
 
 def read_at(session: Session, *, dpp_id: str, at: str) -> StoredVersion:
     """ReadDPPVersionByIdAndDate: the version that was current at instant ``at``."""
-    _row(session, dpp_id)
+    row = _row(session, dpp_id)
     v = session.scalars(
         select(PassportVersion).where(PassportVersion.dpp_id == dpp_id, PassportVersion.created_at <= at)
         .order_by(PassportVersion.version.desc()).limit(1)
     ).first()
     if v is None:
         raise NotFound(f"passport {dpp_id} did not exist at {at}")
-    return _stored(v)
+    return _stored(v, row.operator_id)
 
 
 def read_version(session: Session, *, dpp_id: str, version: int) -> StoredVersion:
     v = session.get(PassportVersion, (dpp_id, version))
     if v is None:
         raise NotFound(f"passport {dpp_id} has no version {version}")
-    return _stored(v)
+    return _stored(v, _row(session, dpp_id).operator_id)
 
 
 def list_versions(session: Session, *, dpp_id: str) -> list[dict[str, Any]]:
