@@ -27,7 +27,8 @@ from dbp.config import Settings
 from dbp.db import make_engine, make_sessionmaker
 from dbp.migrate import upgrade
 
-TABLES = ("passport_links", "passport_versions", "passports")
+TABLES = ("access_log", "passport_links", "grants", "passport_versions", "passports", "api_keys", "api_clients",
+          "users", "authorisations", "organisations")
 
 
 def _free_port() -> int:
@@ -46,8 +47,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
             # start from nothing: a previous run may have left tables at another revision
-            conn.execute(text("DROP TABLE IF EXISTS passport_links, passport_versions, passports, "
-                              "alembic_version CASCADE"))
+            conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(TABLES)}, alembic_version CASCADE"))
             conn.commit()
     except Exception as exc:
         pytest.fail(f"DBP_TEST_DATABASE_URL={url} is set but unreachable: {exc}", pytrace=False)
@@ -58,7 +58,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    s = Settings(database_url=database_url, environment="test", port=_free_port())
+    s = Settings(database_url=database_url, environment="test", port=_free_port(),  # suites burst: no 429 here
+                 rate_limit_per_address=1e6, rate_limit_per_address_burst=10**6,
+                 rate_limit_per_principal=1e6, rate_limit_per_principal_burst=10**6)
     upgrade(s)
     return s
 
@@ -114,8 +116,50 @@ def server(settings: Settings) -> Iterator[ServerThread]:
         yield srv
 
 
+# Operator identifiers the tests write passports for (besides the fleet's own).
+TEST_OPERATORS = ("urn:dbp:op:pro-recycling-eu", "urn:dbp:op:w", "x", "urn:x:op", "urn:x:other", "o", "op")
+
+
 @pytest.fixture()
-def client(server: ServerThread) -> Iterator[httpx.Client]:
+def service_provider(server: ServerThread, session_factory: Any, fleet: list[dict[str, Any]]) -> dict[str, Any]:
+    """A DPP service provider authorised in writing by every operator the tests use (Art. 77(4)), so
+    it may write their passports and reads everything of them; with its API client and a token."""
+    from dbp.access import service as access
+    from dbp.access.principal import Role
+    from dbp.passports.demo import successor_document
+
+    operator_ids = {d["economicOperatorId"] for d in fleet} | set(TEST_OPERATORS)
+    operator_ids.add(successor_document(fleet[:1], "repurposing", index=0)["economicOperatorId"])
+    with session_factory.begin() as s:
+        sp = access.create_org(s, name="Test repository service", operator_id="urn:dbp:test:service-provider",
+                               role=Role.service_provider)
+        for op in sorted(operator_ids):
+            org = access.create_org(s, name=f"Operator {op}", operator_id=op, role=Role.economic_operator)
+            access.authorise(s, operator_org_id=org.id, agent_org_id=sp.id, reference="test agreement")
+        issued = access.create_client(s, org_id=sp.id, role=Role.service_provider)
+    r = httpx.post(f"{server.base_url}/api/v1/auth/token", data={
+        "grant_type": "client_credentials", "client_id": issued.client_id, "client_secret": issued.client_secret})
+    assert r.status_code == 200, r.text
+    return {"org_id": sp.id, "client_id": issued.client_id, "client_secret": issued.client_secret,
+            "headers": {"Authorization": f"Bearer {r.json()['access_token']}"}}
+
+
+@pytest.fixture()
+def auth_headers(service_provider: dict[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = service_provider["headers"]
+    return headers
+
+
+@pytest.fixture()
+def client(server: ServerThread, auth_headers: dict[str, str]) -> Iterator[httpx.Client]:
+    """Speaks for every operator the tests use (see ``service_provider``)."""
+    with httpx.Client(base_url=server.base_url, timeout=30, headers=auth_headers) as c:
+        yield c
+
+
+@pytest.fixture()
+def public(server: ServerThread) -> Iterator[httpx.Client]:
+    """An anonymous caller: the public."""
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
         yield c
 

@@ -15,12 +15,20 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp
 
 from dbp import __version__
+from dbp.access import routes as access_routes
+from dbp.access.policy import load_policy
+from dbp.access.secrets import DEVELOPMENT_SECRET
+from dbp.access.tokens import TokenService
+from dbp.audit import routes as audit_routes
+from dbp.audit.durable import ReadLogWriter
 from dbp.config import Settings
 from dbp.db import make_engine, make_sessionmaker
 from dbp.errors import DbpError, FieldError, ServiceUnavailable
+from dbp.hardening import Hardening
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
 from dbp.passports import routes as passport_routes
 from dbp.passports.reads import CurrentVersionReader, FastCurrentReads
+from dbp.passports.redaction import ViewCache
 from dbp.passports.schemas import BatteryPassport
 from dbp.passports.validation import json_path
 
@@ -70,7 +78,8 @@ class DbpApp(FastAPI):
     """FastAPI with the hot-read fast path in front of its whole middleware stack."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return FastCurrentReads(super().build_middleware_stack(), self.state.reader)
+        fast = FastCurrentReads(super().build_middleware_stack(), self.state.reader, self.state.read_log)
+        return Hardening(fast, self.state.settings)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -79,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await app.state.read_log.close()
         app.state.reader.close()
         engine.dispose()
         read_engine.dispose()
@@ -96,9 +106,17 @@ def create_app(settings: Settings) -> FastAPI:
     read_engine = make_engine(settings.database_url, read_only=True) if engine.dialect.name == "sqlite" else engine
     app.state.read_sessionmaker = make_sessionmaker(read_engine)
     app.state.reader = CurrentVersionReader(engine)
+    app.state.read_log = ReadLogWriter(app.state.sessionmaker, batch_size=settings.read_log_batch)
+    app.state.views = ViewCache()
+    app.state.policy = load_policy(settings.access_policy_file)
+    app.state.tokens = TokenService(app.state.sessionmaker, issuer=settings.base_url,
+                                    secret_key=settings.secret_key or DEVELOPMENT_SECRET,
+                                    ttl_seconds=settings.token_ttl_seconds)
     _install_error_handlers(app)
     app.add_middleware(CorrelationAndLimits, max_body=settings.max_body_bytes)
     app.include_router(passport_routes.router)
+    app.include_router(access_routes.router)
+    app.include_router(audit_routes.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated
 
@@ -73,6 +74,10 @@ class Settings(BaseSettings):
         default=100.0, gt=0, description="requests per second per credential (Authorization / X-API-Key value)")
     rate_limit_per_principal_burst: int = Field(default=200, ge=1)
     rate_limit_max_keys: int = Field(default=100_000, ge=100, description="buckets kept per family (LRU)")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For "
+                    "names the client the address rate limit applies to")
     max_url_bytes: int = Field(default=8192, ge=1024, description="longer path + query string: 414")
     max_header_count: int = Field(default=100, ge=16, description="more request headers: 431")
     max_header_bytes: int = Field(default=32 * 1024, ge=4096, description="larger request headers in all: 431")
@@ -106,6 +111,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"DBP_CORS_ORIGINS: {raw!r} is not an origin such as https://app.example[:port]")
             origins.append(origin)
         return origins
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_trusted_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            return value
+        try:
+            return [str(ip_network(str(v).strip(), strict=False)) for v in value if str(v).strip()]
+        except ValueError as exc:
+            raise ValueError(f"DBP_TRUSTED_PROXIES: {exc}") from None
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -46,3 +46,16 @@ def get_settings(request: Request) -> Settings:
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def in_read_session(request: Request, work: Callable[[Session], T]) -> T:
+    """Run read-only ``work`` in a worker thread with a session that never takes SQLite's write lock."""
+
+    def run() -> T:
+        with request.app.state.read_sessionmaker() as session:
+            try:
+                return work(session)
+            finally:
+                session.rollback()
+
+    return await run_in_threadpool(run)

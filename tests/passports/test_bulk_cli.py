@@ -134,8 +134,9 @@ def test_serve_starts_and_answers(settings: Settings, passport: dict[str, Any]) 
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "dbp serve did not come up"
             time.sleep(0.1)
-        created = httpx.post(f"http://127.0.0.1:{port}/api/v1/dpps", json=passport)
-        assert created.status_code == 201
+        anonymous = httpx.post(f"http://127.0.0.1:{port}/api/v1/dpps", json=passport)
+        assert anonymous.status_code == 401  # the served app enforces write rights
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/schema").status_code == 200
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -15,7 +15,7 @@ def test_concurrent_patches_never_fail_or_fork(client: httpx.Client, passport: d
     base = str(client.base_url)
 
     def patch(i: int) -> int:
-        with httpx.Client(base_url=base, timeout=60) as c:
+        with httpx.Client(base_url=base, timeout=60, headers=dict(client.headers)) as c:
             r = c.patch(f"/api/v1/dpps/{dpp}", json={"performanceAndDurability": {"ratedCapacity": 50.0 + i}})
             assert r.headers["content-type"].startswith("application/json")
             return r.status_code
@@ -34,7 +34,7 @@ def test_concurrent_creates_of_one_product(client: httpx.Client, passport: dict[
     base = str(client.base_url)
 
     def create(_: int) -> int:
-        with httpx.Client(base_url=base, timeout=60) as c:
+        with httpx.Client(base_url=base, timeout=60, headers=dict(client.headers)) as c:
             return c.post("/api/v1/dpps", json=passport).status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:

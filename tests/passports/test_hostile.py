@@ -69,8 +69,8 @@ class Stored:
 
 
 @pytest.fixture()
-def api(server: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=60, headers={"X-Correlation-ID": CID}) as c:
+def api(server: Any, auth_headers: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=60, headers={"X-Correlation-ID": CID, **auth_headers}) as c:
         yield c
 
 

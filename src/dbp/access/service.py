@@ -194,6 +194,23 @@ def active_grants(session: Session, *, dpp_id: str, grantee_org_id: str, at: str
         Grant.expires_at > moment)))
 
 
+def grants_of(session: Session, *, dpp_id: str) -> list[Grant]:
+    return list(session.scalars(select(Grant).where(Grant.dpp_id == dpp_id).order_by(Grant.created_at)))
+
+
+def read_context(session: Session, *, principal: Principal, dpp_id: str) -> tuple[frozenset[str], frozenset[str]]:
+    """What a read decision needs from the database: the operators that authorised the caller's
+    organisation, and the access groups of its live grants on this passport for its stated purpose."""
+    if principal.org_id is None:
+        return frozenset(), frozenset()
+    authorised = authorised_operator_ids(session, agent_org_id=principal.org_id)
+    groups: set[str] = set()
+    for g in active_grants(session, dpp_id=dpp_id, grantee_org_id=principal.org_id):
+        if g.purpose == principal.purpose:
+            groups.update(g.access_groups.split(","))
+    return authorised, frozenset(groups)
+
+
 def grant_json(g: Grant) -> dict[str, Any]:
     return {"id": g.id, "dppId": g.dpp_id, "granteeOrgId": g.grantee_org_id, "purpose": g.purpose,
             "accessGroups": g.access_groups.split(","), "grantedBy": g.granted_by, "createdAt": g.created_at,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
@@ -45,8 +46,6 @@ def create_signing_key(session: Session, *, secret_key: str, now: datetime | Non
 
 
 def _public_json(key: OKPKey) -> str:
-    import orjson
-
     return orjson.dumps(key.as_dict(private=False)).decode()
 
 
@@ -77,14 +76,15 @@ class TokenService:
 
     # ---------------------------------------------------------------- keys
     def _load(self) -> None:
-        with self.factory() as session:
+        # One transaction: on first use it creates the signing key (rare; a few ms on the caller's thread).
+        with self.factory.begin() as session:
             rows = list(session.scalars(select(SigningKey).order_by(SigningKey.created_at)))
             if not any(r.retired_at is None for r in rows):
-                with self.factory.begin() as tx:
-                    create_signing_key(tx, secret_key=self.secret_key)
+                create_signing_key(session, secret_key=self.secret_key)
                 rows = list(session.scalars(select(SigningKey).order_by(SigningKey.created_at)))
         limit = _now_ts(datetime.now(UTC) - timedelta(seconds=self.ttl + 60))
-        public = [OKPKey.import_key(r.public_jwk) for r in rows if r.retired_at is None or r.retired_at > limit]
+        public: list[Any] = [OKPKey.import_key(orjson.loads(r.public_jwk)) for r in rows
+                             if r.retired_at is None or r.retired_at > limit]
         self._keys = KeySet(public)
         active = [r for r in rows if r.retired_at is None][-1]
         self._signer = _Signer(active.kid, OKPKey.import_key(decrypt(self.secret_key, active.private_encrypted),
@@ -97,7 +97,7 @@ class TokenService:
     def jwks(self) -> dict[str, Any]:
         if self._signer is None:
             self._load()
-        return self._keys.as_dict(private=False)
+        return dict(self._keys.as_dict(private=False))
 
     # ---------------------------------------------------------------- issue / verify
     def issue(self, principal: Principal, *, scope: str = "", now: float | None = None) -> tuple[str, int]:

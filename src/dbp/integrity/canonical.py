@@ -13,6 +13,15 @@ passport; orjson with sorted keys costs ~15 µs and produces *identical* bytes w
 * no ``null`` appears: orjson writes NaN and infinities as ``null``; JCS refuses them (§3.2.2.3);
 * string escaping (§3.2.2.2) is the same in both: ``\\" \\\\ \\b \\f \\n \\r \\t`` and ``\\u00xx``
   (lowercase) for other control characters, everything else literal UTF-8.
+* no integer lies outside the I-JSON range ±(2**53 - 1) (RFC 7493 §2.2): ``rfc8785`` refuses them (an
+  IEEE double cannot hold them exactly) where plain orjson writes any 64-bit integer, so the fast path
+  runs with ``OPT_STRICT_INTEGER``, which refuses exactly the same integers.
+
+Precondition: ``value`` is made of JSON types only — ``dict`` with ``str`` keys, ``list``/``tuple``, ``str``,
+``int``, ``float``, ``bool``, ``None`` (and their subclasses), as ``orjson.loads`` or a Pydantic
+``model_dump(mode="json")`` produce them. orjson would also write datetimes, dates, dataclasses, UUIDs and
+enums; datetimes and dataclasses are refused here (passed through to a ``default`` that raises), UUIDs and
+plain ``Enum`` members cannot be intercepted by orjson and must not be passed in.
 
 ``canonical_bytes`` takes the fast path and falls back to ``rfc8785`` whenever the fast output
 contains anything that *might* break these conditions (a conservative byte scan, so a false alarm
@@ -40,6 +49,10 @@ _TOKEN_START = b":[,"
 _TOKEN_END = b",]}"
 _DIGITS = frozenset(b"0123456789.-")
 _UTF8_4BYTE_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
+# OPT_STRICT_INTEGER: orjson refuses integers outside ±(2**53 - 1), exactly the I-JSON range rfc8785 accepts.
+# The passthrough options hand datetimes and dataclasses to ``_not_json`` instead of writing them.
+_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
+            | orjson.OPT_PASSTHROUGH_DATACLASS)
 
 
 def _in_number_token(data: bytes, end: int) -> bool:
@@ -77,10 +90,14 @@ class CanonicalizationError(ValueError):
     """The value cannot be written as I-JSON (NaN, infinity, lone surrogate, non-string key)."""
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a JSON type")
+
+
 def canonical_bytes(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of a JSON-compatible value. Raises CanonicalizationError."""
     try:
-        fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        fast = orjson.dumps(value, default=_not_json, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise CanonicalizationError(str(exc)) from exc
     if not _may_differ(fast):

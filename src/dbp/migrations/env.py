@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
+from dbp.access import models as _access_models  # noqa: F401  (registers tables)
+from dbp.audit import models as _audit_models  # noqa: F401
 from dbp.db import Base, make_engine
-from dbp.passports import models as _passport_models  # noqa: F401  (registers tables)
+from dbp.passports import models as _passport_models  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

@@ -54,7 +54,8 @@ def create_successor(session: Session, *, body: bytes, now: datetime | None = No
     """Body: ``{"operation", "predecessorDppIds": [...], "passport": {...}}``.
 
     Preparation for repurposing acts on waste batteries (Art. 3(30)); repurposing on batteries that
-    are not waste (Art. 3(31)). Predecessors must be active or inactive, never archived.
+    are not waste (Art. 3(31)). Predecessors must be active and not yet succeeded (a draft was never in
+    service; an inactive or archived one has ended its life), so one battery has one live passport.
     """
     data = _request(body)
     unknown = set(data) - {"operation", "predecessorDppIds", "passport"}
@@ -91,6 +92,13 @@ def create_successor(session: Session, *, body: bytes, now: datetime | None = No
     for row in rows:
         if row.dpp_status == DppStatus.archived.value:
             raise Conflict(f"predecessor {row.dpp_id} is archived (recycled); it cannot have a successor")
+        succeeded = orjson.loads(service.read_current(session, dpp_id=row.dpp_id).body).get("successorDppIds")
+        if succeeded:
+            raise Conflict(f"predecessor {row.dpp_id} already has a successor passport ({', '.join(succeeded)}); "
+                           "a battery lives one second life at a time: use the successor as predecessor")
+        if row.dpp_status != DppStatus.active.value:
+            raise Conflict(f"predecessor {row.dpp_id} is {row.dpp_status}; only an active passport can have a "
+                           "successor (activate it first)")
         waste = row.battery_status == BatteryStatus.waste.value
         if op is SecondLifeOperation.preparation_for_repurposing and not waste:
             raise Conflict(f"preparation for repurposing applies to waste batteries; {row.dpp_id} is not waste")

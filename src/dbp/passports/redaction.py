@@ -84,3 +84,19 @@ class ViewCache:
         if len(self._items) > self.size:
             self._items.popitem(last=False)
         return view
+
+
+def changed_attributes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Paths of the attributes whose value differs between two documents (server stamps excluded)."""
+    out = []
+    for _, path in _paths():
+        if path[0] in ("lastUpdate", "dppSchemaVersion"):
+            continue
+        a: Any = old
+        b: Any = new
+        for part in path:
+            a = a.get(part) if isinstance(a, dict) else None
+            b = b.get(part) if isinstance(b, dict) else None
+        if a != b:
+            out.append(".".join(path))
+    return out

@@ -15,14 +15,29 @@ from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from dbp.deps import ReadSessionDep, SettingsDep, in_transaction
-from dbp.errors import BadRequest, FieldError, NotAcceptable, NotFound, UnsupportedMediaType, ValidationFailed
-from dbp.http import accepted_representation, json_response
-from dbp.passports import lifecycle, service, views
+from dbp.access.deps import PrincipalDep
+from dbp.access.principal import Principal
+from dbp.audit import service as audit
+from dbp.audit.service import Action
+from dbp.deps import SettingsDep, in_read_session, in_transaction
+from dbp.errors import (
+    BadRequest,
+    FieldError,
+    Forbidden,
+    NotAcceptable,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from dbp.http import accepted_representation, correlation_id, json_response
+from dbp.passports import guard, lifecycle, paths, service, views
 from dbp.passports.reads import normalise_product_path
+from dbp.passports.redaction import changed_attributes, group_of
 from dbp.passports.schemas import attribute_catalogue, passport_json_schema
 from dbp.passports.service import StoredVersion
 
@@ -125,14 +140,21 @@ def _not_modified(request: Request, v: StoredVersion) -> bool:
     return inm is not None and (inm.strip() == "*" or v.etag in [t.strip() for t in inm.split(",")])
 
 
-async def _serve(request: Request, v: StoredVersion | None, missing: str) -> Response:
+async def _serve(request: Request, principal: Principal, v: StoredVersion | None, missing: str, *,
+                 action: Action = Action.read) -> Response:
+    """Answer a read with the caller's view of ``v`` (HTML or JSON), logged before it is sent."""
     if v is None:
         raise NotFound(missing)
-    if _wants_html(request):
-        return views.passport_page(request, v)
-    if _not_modified(request, v):
-        return Response(status_code=304, headers={"ETag": v.etag})
-    return version_response(v)
+    html = _wants_html(request)
+    view, decision = await guard.viewed(request, principal, v, action=action)
+    access = {"X-DPP-Access": ", ".join(sorted(g.value for g in decision.groups))}
+    if html:
+        page = views.passport_page(request, view)
+        page.headers.update(access)
+        return page
+    if _not_modified(request, view):
+        return Response(status_code=304, headers={"ETag": view.etag, **access})
+    return version_response(view, headers=access)
 
 
 @router.get("/schema", summary="JSON Schema of the battery passport", tags=["schema"], dependencies=JSON_ONLY)
@@ -148,17 +170,31 @@ def get_attributes() -> Response:
 
 
 @router.post("/dpps", status_code=201, summary="CreateDPP", tags=["EN 18222"], openapi_extra=PASSPORT_BODY)
-async def create_dpp(request: Request, settings: SettingsDep) -> Response:
+async def create_dpp(request: Request, settings: SettingsDep, principal: PrincipalDep) -> Response:
     body = await _body(request)
-    v = await in_transaction(request, lambda s: service.create_passport(s, body=body))
+    parsed = orjson.loads(body)
+    claimed = parsed.get("economicOperatorId") if isinstance(parsed, dict) else None
+
+    def work(s: Session) -> StoredVersion:
+        # A body without a string operator id fails validation below; rights are judged on the claim.
+        refusal = guard.creation_refusal(s, principal, operator_id=claimed, successor=False) \
+            if isinstance(claimed, str) else None
+        if refusal:
+            raise Forbidden(refusal)
+        v = service.create_passport(s, body=body)
+        _log_write(s, request, principal, Action.create, v, ["*"])
+        return v
+
+    v = await _write(request, principal, work, action=Action.create, dpp_id=None)
     return version_response(v, status_code=201,
                             headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
 
 
 @router.get("/dpps", summary="Search passports (recall and fleet queries)", tags=["EN 18222"],
             dependencies=JSON_ONLY)
-def search_dpps(
-    session: ReadSessionDep, category: Filter = None, chemistry: Filter = None, manufacturer: Filter = None,
+async def search_dpps(
+    request: Request, principal: PrincipalDep, category: Filter = None, chemistry: Filter = None,
+    manufacturer: Filter = None,
     model: Filter = None, status: Filter = None, batteryStatus: Filter = None, batch: Filter = None,
     facility: Filter = None, operator: Filter = None, manufacturedFrom: MonthOrDate = None,
     manufacturedTo: MonthOrDate = None, cursor: Cursor = None, limit: Limit = 100,
@@ -170,81 +206,138 @@ def search_dpps(
     _calendar("manufacturedTo", manufacturedTo)
     lo = manufacturedFrom if manufacturedFrom is None or len(manufacturedFrom) == 10 else f"{manufacturedFrom}-01"
     hi = manufacturedTo if manufacturedTo is None or len(manufacturedTo) == 10 else f"{manufacturedTo}-31"
-    return json_response(service.search(session, filters=filters, manufactured_from=lo, manufactured_to=hi,
-                                        cursor=cursor, limit=limit))
+    if batteryStatus is not None:
+        # Annex XIII 4(c): the status is legitimate-interest data; only an operator may filter its own fleet by it.
+        if principal.is_anonymous or principal.operator_id is None or principal.is_authority:
+            raise await guard.denied(request, principal, action=Action.search, dpp_id=None, operator_id=None,
+                                     reason="battery status is not public (Annex XIII 4(c)); operators may "
+                                            "filter their own passports by it")
+        filters["operator"] = principal.operator_id
+    result = await in_read_session(request, lambda s: service.search(
+        s, filters=filters, manufactured_from=lo, manufactured_to=hi, cursor=cursor, limit=limit))
+    await guard.log_read(request, principal, action=Action.search, dpp_id=None, operator_id=None,
+                         detail=[f"{k}={v}" for k, v in filters.items() if v is not None] or ["all"],
+                         reason=f"{len(result['items'])} public summaries")
+    return json_response(result)
 
 
 @router.get("/dpps/{dppId}", summary="ReadDPPById", tags=["EN 18222"], responses=PASSPORT_RESPONSE)
-async def read_dpp(request: Request, dppId: DppIdPath) -> Response:
+async def read_dpp(request: Request, dppId: DppIdPath, principal: PrincipalDep) -> Response:
     v = await request.app.state.reader.by_id(dppId)
-    return await _serve(request, v, f"no passport {dppId}")
+    return await _serve(request, principal, v, f"no passport {dppId}")
 
 
 @router.patch("/dpps/{dppId}", summary="UpdateDPPById (JSON Merge Patch, RFC 7396)", tags=["EN 18222"],
               openapi_extra=MERGE_PATCH_BODY)
-async def update_dpp(request: Request, dppId: DppIdPath, if_match: IfMatch = None) -> Response:
+async def update_dpp(request: Request, dppId: DppIdPath, principal: PrincipalDep,
+                     if_match: IfMatch = None) -> Response:
     body = await _body(request)
-    v = await in_transaction(request, lambda s: service.patch_passport(s, dpp_id=dppId, body=body, if_match=if_match))
-    return version_response(v)
+
+    def work(s: Session) -> StoredVersion:
+        # Validate and stage the new version first (bad input is a 4xx whoever sends it), then judge
+        # the rights on what actually changes; a refusal rolls the staged version back.
+        current = service.read_current(s, dpp_id=dppId)
+        v = service.patch_passport(s, dpp_id=dppId, body=body, if_match=if_match)
+        changed = _check_write(s, principal, "update", current, v)
+        _log_write(s, request, principal, Action.update, v, changed)
+        return v
+
+    return version_response(await _write(request, principal, work, action=Action.update, dpp_id=dppId))
 
 
 @router.delete("/dpps/{dppId}", summary="DeleteDPPById (archives; data are never deleted)", tags=["EN 18222"])
-async def delete_dpp(request: Request, dppId: DppIdPath, if_match: IfMatch = None) -> Response:
-    v = await in_transaction(request, lambda s: service.archive_passport(s, dpp_id=dppId, if_match=if_match))
-    return version_response(v)
+async def delete_dpp(request: Request, dppId: DppIdPath, principal: PrincipalDep,
+                     if_match: IfMatch = None) -> Response:
+    def work(s: Session) -> StoredVersion:
+        current = service.read_current(s, dpp_id=dppId)
+        _check_write(s, principal, "delete", current)
+        v = service.archive_passport(s, dpp_id=dppId, if_match=if_match)
+        _log_write(s, request, principal, Action.delete, v, ["dppStatus", "endOfLife"])
+        return v
+
+    return version_response(await _write(request, principal, work, action=Action.delete, dpp_id=dppId))
 
 
 @router.get("/dpps/{dppId}/versions", summary="List the versions of a passport", tags=["EN 18222"],
             dependencies=JSON_ONLY)
-def versions(dppId: DppIdPath, session: ReadSessionDep) -> Response:
-    return json_response({"dppId": dppId, "versions": service.list_versions(session, dpp_id=dppId)})
+async def versions(request: Request, dppId: DppIdPath, principal: PrincipalDep) -> Response:
+    items = await in_read_session(request, lambda s: service.list_versions(s, dpp_id=dppId))
+    await guard.log_read(request, principal, action=Action.read_version, dpp_id=dppId, operator_id=None,
+                         detail=["versionList"], reason="version numbers, times and hashes are public")
+    return json_response({"dppId": dppId, "versions": items})
 
 
 @router.get("/dpps/{dppId}/versions/{version}", summary="Read one version", tags=["EN 18222"],
             responses=PASSPORT_RESPONSE, dependencies=JSON_ONLY)
-def read_version(dppId: DppIdPath, version: Annotated[int, Path(ge=1, le=2**31 - 1)],
-                 session: ReadSessionDep) -> Response:
-    return version_response(service.read_version(session, dpp_id=dppId, version=version))
+async def read_version(request: Request, dppId: DppIdPath, version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                       principal: PrincipalDep) -> Response:
+    v = await in_read_session(request, lambda s: service.read_version(s, dpp_id=dppId, version=version))
+    view, decision = await guard.viewed(request, principal, v, action=Action.read_version)
+    return version_response(view, headers={"X-DPP-Access": ", ".join(sorted(g.value for g in decision.groups))})
 
 
 @router.get("/dpps/{dppId}/elements/{elementPath:path}", summary="ReadDataElement", tags=["EN 18222"],
             dependencies=JSON_ONLY)
-def read_element(dppId: DppIdPath, elementPath: str, session: ReadSessionDep) -> Response:
-    return Response(service.read_element(session, dpp_id=dppId, element_path=elementPath),
-                    media_type="application/json")
+async def read_element(request: Request, dppId: DppIdPath, elementPath: str, principal: PrincipalDep) -> Response:
+    path = paths.parse_element_path(elementPath)
+    v = await in_read_session(request, lambda s: service.read_current(s, dpp_id=dppId))
+    decision = await guard.decide(request, principal, v.operator_id, dppId)
+    group = group_of(path)
+    if group is not None and group not in decision.groups:
+        raise await guard.denied(request, principal, action=Action.read_element, dpp_id=dppId,
+                                 operator_id=v.operator_id, detail=[paths.display(path)],
+                                 reason=f"{paths.display(path)} is {group.value} data; {decision.reason}")
+    value = paths.get_element(orjson.loads(v.body), path)
+    await guard.log_read(request, principal, action=Action.read_element, dpp_id=dppId, operator_id=v.operator_id,
+                         detail=[paths.display(path)], reason=decision.reason)
+    return Response(orjson.dumps(value), media_type="application/json")
 
 
 @router.patch("/dpps/{dppId}/elements/{elementPath:path}", summary="UpdateDataElement", tags=["EN 18222"],
               openapi_extra=ANY_JSON_BODY)
-async def update_element(request: Request, dppId: DppIdPath, elementPath: str,
+async def update_element(request: Request, dppId: DppIdPath, elementPath: str, principal: PrincipalDep,
                          if_match: IfMatch = None) -> Response:
+    paths.parse_element_path(elementPath)  # a malformed path is a 400 for anyone, before credentials
     body = await _body(request)
-    v = await in_transaction(request, lambda s: service.patch_element(
-        s, dpp_id=dppId, element_path=elementPath, body=body, if_match=if_match))
-    return version_response(v)
+
+    def work(s: Session) -> StoredVersion:
+        current = service.read_current(s, dpp_id=dppId)
+        v = service.patch_element(s, dpp_id=dppId, element_path=elementPath, body=body, if_match=if_match)
+        changed = _check_write(s, principal, "updateElement", current, v)
+        _log_write(s, request, principal, Action.update_element, v, changed)
+        return v
+
+    return version_response(await _write(request, principal, work, action=Action.update_element, dpp_id=dppId))
 
 
 @router.get("/dppsByProductId/{productId:path}", summary="ReadDPPByProductId (current passport of a product)",
             tags=["EN 18222"], responses=PASSPORT_RESPONSE)
-async def read_by_product(request: Request, productId: str) -> Response:
+async def read_by_product(request: Request, productId: str, principal: PrincipalDep) -> Response:
     if len(productId) > 2048:
         raise ValidationFailed("product identifier too long", details=[
             FieldError("productId", "productId.length", "at most 2048 characters")])
     v = await request.app.state.reader.by_product_id(normalise_product_path(productId))
-    return await _serve(request, v, f"no passport for product {productId}")
+    return await _serve(request, principal, v, f"no passport for product {productId}")
 
 
 @router.get("/dppsByIdAndDate/{dppId}", summary="ReadDPPVersionByIdAndDate (point in time)", tags=["EN 18222"],
             responses=PASSPORT_RESPONSE, dependencies=JSON_ONLY)
-def read_at(dppId: DppIdPath, session: ReadSessionDep, date: Instant) -> Response:
-    return version_response(service.read_at(session, dpp_id=dppId, at=service.parse_instant(date)))
+async def read_at(request: Request, dppId: DppIdPath, date: Instant, principal: PrincipalDep) -> Response:
+    at = service.parse_instant(date)
+    v = await in_read_session(request, lambda s: service.read_at(s, dpp_id=dppId, at=at))
+    view, decision = await guard.viewed(request, principal, v, action=Action.read_at)
+    return version_response(view, headers={"X-DPP-Access": ", ".join(sorted(g.value for g in decision.groups))})
 
 
 @router.get("/dppsByProductIdAndDate/{productId:path}", tags=["EN 18222"], responses=PASSPORT_RESPONSE,
             dependencies=JSON_ONLY, summary="ReadDPPVersionByProductIdAndDate (the 2025 draft's form of the same)")
-def read_product_at(productId: str, session: ReadSessionDep, date: Instant) -> Response:
-    dpp_id = service.dpp_id_of_product(session, product_id=normalise_product_path(productId[:2049]))
-    return version_response(service.read_at(session, dpp_id=dpp_id, at=service.parse_instant(date)))
+async def read_product_at(request: Request, productId: str, date: Instant, principal: PrincipalDep) -> Response:
+    at = service.parse_instant(date)
+    product = normalise_product_path(productId[:2049])
+    v = await in_read_session(request, lambda s: service.read_at(
+        s, dpp_id=service.dpp_id_of_product(s, product_id=product), at=at))
+    view, decision = await guard.viewed(request, principal, v, action=Action.read_at)
+    return version_response(view, headers={"X-DPP-Access": ", ".join(sorted(g.value for g in decision.groups))})
 
 
 @router.post("/dppsByProductIds", summary="ReadDPPIdsByProductIds", tags=["EN 18222"], openapi_extra={
@@ -252,7 +345,7 @@ def read_product_at(productId: str, session: ReadSessionDep, date: Instant) -> R
         "type": "object", "required": ["productIds"], "properties": {
             "productIds": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
             "limit": {"type": "integer", "minimum": 1, "maximum": 1000}, "cursor": {"type": "string"}}}}}}})
-async def ids_by_products(request: Request, limit: Annotated[int | None, Query(ge=1, le=1000)]
+async def ids_by_products(request: Request, principal: PrincipalDep, limit: Annotated[int | None, Query(ge=1, le=1000)]
                           = None, cursor: Cursor = None) -> Response:
     data = service._json_body(await _body(request))
     if isinstance(data, list):
@@ -273,8 +366,10 @@ async def ids_by_products(request: Request, limit: Annotated[int | None, Query(g
     if errors or not isinstance(data, dict):
         raise ValidationFailed("invalid ReadDPPIdsByProductIds request", details=errors)
     assert isinstance(ids, list)
-    result = await in_transaction(request, lambda s: service.ids_by_product_ids(
+    result = await in_read_session(request, lambda s: service.ids_by_product_ids(
         s, product_ids=ids, cursor=cursor or body_cursor, limit=limit or body_limit))
+    await guard.log_read(request, principal, action=Action.search, dpp_id=None, operator_id=None,
+                         detail=["productIds"], reason=f"{len(result['items'])} passport ids")
     return json_response(result)
 
 
@@ -285,7 +380,7 @@ async def ids_by_products(request: Request, limit: Annotated[int | None, Query(g
                      "operation": {"enum": [o.value for o in lifecycle.SecondLifeOperation]},
                      "predecessorDppIds": {"type": "array", "items": {"type": "string"}},
                      "passport": PASSPORT_REF}}}}}})
-async def successors(request: Request, settings: SettingsDep) -> Response:
+async def successors(request: Request, settings: SettingsDep, principal: PrincipalDep) -> Response:
     body = await _body(request)
     data = orjson.loads(body)
     passport = data.get("passport") if isinstance(data, dict) else None
@@ -293,7 +388,18 @@ async def successors(request: Request, settings: SettingsDep) -> Response:
     if gp is not None and not isinstance(gp, dict):  # create_successor copies it as an object (500 otherwise)
         raise ValidationFailed("passport does not match the schema", details=[FieldError(
             "$.passport.generalProductInformation", "schema.model_type", "expected an object")])
-    v = await in_transaction(request, lambda s: lifecycle.create_successor(s, body=body))
+    claimed = passport.get("economicOperatorId") if isinstance(passport, dict) else None
+
+    def work(s: Session) -> StoredVersion:
+        refusal = guard.creation_refusal(s, principal, operator_id=claimed, successor=True) \
+            if isinstance(claimed, str) else None
+        if refusal:
+            raise Forbidden(refusal)
+        v = lifecycle.create_successor(s, body=body)
+        _log_write(s, request, principal, Action.successor, v, ["*"])
+        return v
+
+    v = await _write(request, principal, work, action=Action.successor, dpp_id=None)
     return version_response(v, status_code=201,
                             headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
 
@@ -301,16 +407,98 @@ async def successors(request: Request, settings: SettingsDep) -> Response:
 @router.post("/dpps/{dppId}/waste", tags=["lifecycle"],
              summary="Waste: responsibility moves to another operator, same passport (Art. 77(7))",
              openapi_extra=ANY_JSON_BODY)
-async def waste(request: Request, dppId: DppIdPath, if_match: IfMatch = None) -> Response:
+async def waste(request: Request, dppId: DppIdPath, principal: PrincipalDep, if_match: IfMatch = None) -> Response:
     body = await _body(request)
-    v = await in_transaction(request, lambda s: lifecycle.mark_waste(s, dpp_id=dppId, body=body, if_match=if_match))
-    return version_response(v)
+
+    def work(s: Session) -> StoredVersion:
+        _check_write(s, principal, "waste", service.read_current(s, dpp_id=dppId))
+        v = lifecycle.mark_waste(s, dpp_id=dppId, body=body, if_match=if_match)
+        _log_write(s, request, principal, Action.waste, v, ["generalProductInformation.batteryStatus",
+                                                            "economicOperatorId"])
+        return v
+
+    return version_response(await _write(request, principal, work, action=Action.waste, dpp_id=dppId))
 
 
 @router.post("/dpps/{dppId}/recycle", tags=["lifecycle"],
              summary="Recycled: the passport ceases — archived, read-only, kept (Art. 77(8))")
-async def recycle(request: Request, dppId: DppIdPath, if_match: IfMatch = None) -> Response:
+async def recycle(request: Request, dppId: DppIdPath, principal: PrincipalDep, if_match: IfMatch = None) -> Response:
     body = await _body(request, optional=True)
-    v = await in_transaction(request, lambda s: lifecycle.mark_recycled(s, dpp_id=dppId, body=body, if_match=if_match))
-    return version_response(v)
+
+    def work(s: Session) -> StoredVersion:
+        _check_write(s, principal, "recycle", service.read_current(s, dpp_id=dppId))
+        v = lifecycle.mark_recycled(s, dpp_id=dppId, body=body, if_match=if_match)
+        _log_write(s, request, principal, Action.recycle, v, ["dppStatus", "endOfLife"])
+        return v
+
+    return version_response(await _write(request, principal, work, action=Action.recycle, dpp_id=dppId))
+
+
+@router.post("/dpps/{dppId}/responsibility", tags=["lifecycle"], openapi_extra=ANY_JSON_BODY,
+             summary="Transfer responsibility to another economic operator (Art. 77(4), (7); explicit and logged)")
+async def transfer_responsibility(request: Request, dppId: DppIdPath, principal: PrincipalDep,
+                                  if_match: IfMatch = None) -> Response:
+    data = service._json_body(await _body(request))
+    new_operator = data.get("operatorId") if isinstance(data, dict) else None
+    reference = data.get("reference") if isinstance(data, dict) else None
+    if not isinstance(new_operator, str) or not new_operator or not isinstance(reference, str) or not reference:
+        raise ValidationFailed("expected operatorId (the new responsible operator) and reference (the written "
+                               "agreement or decision it rests on)", details=[
+                                   FieldError("$.operatorId", "responsibility.operator", "operator identifier"),
+                                   FieldError("$.reference", "responsibility.reference", "a reference")])
+    patch = orjson.dumps({"economicOperatorId": new_operator,
+                          "generalProductInformation": {"operatorInformation": None}})
+
+    def work(s: Session) -> StoredVersion:
+        current = service.read_current(s, dpp_id=dppId)
+        _check_write(s, principal, "transferResponsibility", current)
+        v = service.patch_passport(s, dpp_id=dppId, body=patch, if_match=if_match)
+        _log_write(s, request, principal, Action.transfer_responsibility, v, ["economicOperatorId"],
+                   reason=f"from {current.operator_id} to {new_operator}; {reference}")
+        return v
+
+    return version_response(await _write(request, principal, work, action=Action.transfer_responsibility,
+                                         dpp_id=dppId))
+
+
+# ------------------------------------------------------------------------------------------ write helpers
+def _check_write(s: Session, principal: Principal, action: str, current: StoredVersion,
+                 staged: StoredVersion | None = None) -> list[str]:
+    """Refuse (403, logged) unless ``principal`` may make this change; returns the changed attributes."""
+    new = orjson.loads(staged.body) if staged is not None else None
+    changed = changed_attributes(orjson.loads(current.body), new) if new is not None else []
+    refusal = guard.write_refusal(s, principal, action=action, operator_id=current.operator_id or "",
+                                  changed=changed if new is not None else None, new_doc=new,
+                                  dpp_id=current.dpp_id)
+    if refusal:
+        raise _Refused(refusal, current.dpp_id, current.operator_id)
+    return changed
+
+
+class _Refused(Forbidden):
+    def __init__(self, reason: str, dpp_id: str | None, operator_id: str | None) -> None:
+        super().__init__(reason)
+        self.dpp_id = dpp_id
+        self.operator_id = operator_id
+
+
+def _log_write(s: Session, request: Request, principal: Principal, action: Action, v: StoredVersion,
+               changed: list[str], reason: str | None = None) -> None:
+    """The write's access record, in the write's own transaction: both commit or neither."""
+    audit.record(s, audit.AccessRecord.of(
+        principal, action=action, dpp_id=v.dpp_id, passport_operator_id=v.operator_id, detail=changed,
+        outcome="granted", reason=reason or f"version {v.version}", request_id=correlation_id(request)))
+
+
+async def _write(request: Request, principal: Principal, work: Any, *, action: Action, dpp_id: str | None) -> Any:
+    """Run a write; a refusal is logged durably (its transaction rolled back) and answered 403."""
+    if principal.is_anonymous:
+        await guard.log_read(request, principal, action=action, dpp_id=dpp_id, operator_id=None, detail=[],
+                             outcome="denied", reason="no credentials")
+        raise Unauthorized("writing passport data needs credentials (POST /api/v1/auth/token, or an API key)")
+    try:
+        return await in_transaction(request, work)
+    except Forbidden as exc:
+        raise await guard.denied(request, principal, action=action, dpp_id=getattr(exc, "dpp_id", dpp_id),
+                                 operator_id=getattr(exc, "operator_id", None), reason=exc.message) from None
 

@@ -306,9 +306,11 @@ _DPP_TRANSITIONS = {
     DppStatus.active: {DppStatus.active, DppStatus.inactive},
     DppStatus.inactive: {DppStatus.inactive, DppStatus.active},
 }
-# Battery status changes an update may make: re-use/repair of a non-waste battery (Art. 77(7), REG-ART77-17).
-# Waste needs a responsibility transfer; repurposing/remanufacturing need a new passport.
-_PATCH_BATTERY_STATUS = {BatteryStatus.original, BatteryStatus.re_used}
+# Battery status changes an update may make: re-use/repair of an original battery (Art. 77(7), REG-ART77-17);
+# a stored document without a status is an original battery. Anything else — removing the status included —
+# is a lifecycle operation: waste needs a responsibility transfer; repurposing/remanufacturing a new passport.
+_PATCH_BATTERY_STATUS = {(BatteryStatus.original, BatteryStatus.original),
+                         (BatteryStatus.original, BatteryStatus.re_used)}
 
 
 def _check_update(old: dict[str, Any], new: BatteryPassport) -> None:
@@ -332,15 +334,20 @@ def _check_update(old: dict[str, Any], new: BatteryPassport) -> None:
         hint = " (archive with DELETE or the recycle operation)" if new_status is DppStatus.archived else ""
         errors.append(FieldError("$.dppStatus", "status.transition",
                                  f"cannot go from {old_status.value} to {new_status.value}{hint}"))
-    old_bs = (old.get("generalProductInformation") or {}).get("batteryStatus")
+    old_raw = (old.get("generalProductInformation") or {}).get("batteryStatus")
+    old_bs = BatteryStatus(old_raw or BatteryStatus.original)
     new_bs = new.generalProductInformation.batteryStatus if new.generalProductInformation else None
-    if new_bs is not None and new_bs.value != old_bs and new_bs not in _PATCH_BATTERY_STATUS:
-        errors.append(FieldError("$.generalProductInformation.batteryStatus", "batteryStatus.transition",
-                                 f"{new_bs.value} is set by a lifecycle operation (waste: POST .../waste; "
-                                 "repurposed/remanufactured: POST /api/v1/lifecycle/successors)"))
-    if old_bs == BatteryStatus.waste.value and new_bs is not None and new_bs.value != old_bs:
-        errors.append(FieldError("$.generalProductInformation.batteryStatus", "batteryStatus.transition",
-                                 "a waste battery leaves waste status only through a successor passport"))
+    if (new_bs.value if new_bs else None) != old_raw and (old_bs, new_bs) not in _PATCH_BATTERY_STATUS:
+        if old_bs is BatteryStatus.waste:
+            hint = "a waste battery leaves waste status only through a successor passport"
+        elif new_bs in (BatteryStatus.waste, BatteryStatus.repurposed, BatteryStatus.remanufactured):
+            hint = (f"{new_bs.value} is set by a lifecycle operation (waste: POST .../waste; "
+                    "repurposed/remanufactured: POST /api/v1/lifecycle/successors)")
+        else:
+            hint = (f"cannot go from {old_bs.value} to {new_bs.value if new_bs else 'no status'}: an update may only "
+                    "mark an original battery re-used; a second life gets a successor passport "
+                    "(POST /api/v1/lifecycle/successors)")
+        errors.append(FieldError("$.generalProductInformation.batteryStatus", "batteryStatus.transition", hint))
     if errors:
         raise ValidationFailed("update breaks lifecycle rules", details=errors)
 
@@ -357,6 +364,8 @@ def _apply(session: Session, *, dpp_id: str, if_match: str | None, change: str,
         raise BadRequest("the result of the update is not a JSON object")
     new_doc.pop("lastUpdate", None)
     model = validate_dict(new_doc)
+    # a merge patch that removes dppStatus leaves it as it was (_finalise would otherwise stamp draft)
+    model.dppStatus = model.dppStatus or DppStatus(old.get("dppStatus", "draft"))
     _check_update(old, model)
     return append_version(session, row=row, doc=model, change=change, now=now)
 
@@ -489,3 +498,8 @@ def ids_by_product_ids(session: Session, *, product_ids: list[str], cursor: str 
         Passport.product_id.in_(product_ids))
     rows, next_cursor = _keyset_page(session, stmt, cursor=cursor, limit=limit)
     return {"items": [{"productId": p, "dppId": d, "dppStatus": st} for d, p, st in rows], "nextCursor": next_cursor}
+
+
+def operator_of(session: Session, *, dpp_id: str) -> str:
+    """The passport's responsible economic operator now (NotFound if there is no such passport)."""
+    return _row(session, dpp_id).operator_id

@@ -64,24 +64,28 @@ def cas_check_digit_ok(cas: str) -> bool:
 
 @lru_cache(maxsize=8192)
 def _cas(value: str) -> str:
+    if not int(value.replace("-", "")[:-1]):  # 00-00-0 passes the check digit but names no substance
+        raise PydanticCustomError("cas.registryNumber", f"{value} is not a CAS Registry Number (all zeros)")
     if not cas_check_digit_ok(value):
         raise PydanticCustomError("cas.checkDigit", f"{value} fails the CAS check digit")
     return value
 
 
+# Patterns use [0-9], never \d: \d also matches other scripts' digits ("٢٠٢٦-٠٢-٢٨"), which int() then reads.
 # ISO 8601 calendar date or year-month that exists.
 DateOrMonth = Annotated[
-    str, StringConstraints(pattern=r"^\d{4}-\d{2}(-\d{2})?$"), AfterValidator(_real_date)
+    str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$"), AfterValidator(_real_date)
 ]
-Date = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_real_date)]
+Date = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), AfterValidator(_real_date)]
 # ISO 8601 timestamp with Z or an offset, on a real date and clock.
 Timestamp = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"),
+    StringConstraints(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"),
     AfterValidator(_real_timestamp),
 ]
 # CAS Registry Number, no stray spaces, correct check digit.
-CasNumber = Annotated[str, StringConstraints(pattern=r"^\d{2,7}-\d{2}-\d$"), AfterValidator(_cas)]
+CasNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,7}-[0-9]{2}-[0-9]$"), AfterValidator(_cas)]
 
 
 

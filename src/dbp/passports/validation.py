@@ -20,7 +20,9 @@ from dbp.passports.attributes import Attribute, Kind, Requirement, collect_attri
 from dbp.passports.clusters import BatteryStatus
 from dbp.passports.schemas import BatteryPassport, DppStatus
 
-_GS1_GTIN = re.compile(r"^https?://[^/]+(?:/[^/]+)*?/(?:01|gtin)/(\d{8}|\d{12,14})(?:/|$|\?)")
+# The first /01/ (or /gtin/) path segment of a GS1 Digital Link URI and the value after it.
+_GS1_GTIN = re.compile(r"^https?://[^/?#]+(?:/[^/?#]+)*?/(?:01|gtin)/([^/?#]*)")
+_GTIN_DIGITS = re.compile(r"[0-9]{8}|[0-9]{12,14}")
 FUTURE_TOLERANCE = timedelta(days=1)
 
 
@@ -126,7 +128,10 @@ def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
                              f"life-cycle stages add up to {total:g}, more than the total "
                              f"{cf.carbonFootprintPerFunctionalUnit:g} kgCO2e/kWh")
     m = _GS1_GTIN.match(p.uniqueProductIdentifier)
-    if m and not gtin_check_digit_ok(m.group(1)):
+    if m and not _GTIN_DIGITS.fullmatch(m.group(1)):
+        yield FieldError("$.uniqueProductIdentifier", "gtin.format",
+                         f"the GS1 Digital Link GTIN {m.group(1)!r} must be 8, 12, 13 or 14 digits")
+    elif m and not gtin_check_digit_ok(m.group(1)):
         yield FieldError("$.uniqueProductIdentifier", "gtin.checkDigit",
                          f"GTIN {m.group(1)} in the GS1 Digital Link fails the GS1 check digit")
     gp = p.generalProductInformation

@@ -1,0 +1,127 @@
+"""Art. 77/78 enforcement on the passport routes: which view a caller reads, whether it may write,
+and the access-log record of each (reads: durable batch before answering; writes: same transaction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from dbp.access import service as access
+from dbp.access.policy import ReadDecision, decide_read
+from dbp.access.principal import Principal, Role
+from dbp.audit import service as audit
+from dbp.deps import in_read_session
+from dbp.errors import Forbidden, Unauthorized
+from dbp.http import correlation_id
+from dbp.passports.attributes import AccessGroup, Kind, collect_attributes
+from dbp.passports.schemas import BatteryPassport
+from dbp.passports.service import StoredVersion
+
+# What roles other than the responsible operator may change (Art. 78(f), HARD-9).
+REPAIR_ATTRIBUTES = frozenset({"generalProductInformation.repairHistory", "generalProductInformation.batteryStatus"})
+SECOND_LIFE_ROLES = frozenset({Role.economic_operator, Role.service_provider, Role.remanufacturer,
+                               Role.second_life_operator})
+WASTE_ROLES = frozenset({Role.recycler, Role.waste_operator})
+
+
+def _dynamic_attributes() -> frozenset[str]:
+    return frozenset(a.path for a in collect_attributes(BatteryPassport) if a.meta.kind is Kind.dynamic)
+
+
+_DYNAMIC = _dynamic_attributes()
+
+
+async def decide(request: Request, principal: Principal, operator_id: str | None, dpp_id: str) -> ReadDecision:
+    policy = request.app.state.policy
+    if principal.is_anonymous:
+        return decide_read(principal=principal, passport_operator_id=operator_id, authorised_for=frozenset(),
+                           grant_groups=frozenset(), policy=policy)
+    authorised, grants = await in_read_session(
+        request, lambda s: access.read_context(s, principal=principal, dpp_id=dpp_id))
+    return decide_read(principal=principal, passport_operator_id=operator_id, authorised_for=authorised,
+                       grant_groups=frozenset(AccessGroup(g) for g in grants), policy=policy)
+
+
+async def log_read(request: Request, principal: Principal, *, action: audit.Action, dpp_id: str | None,
+                   operator_id: str | None, detail: list[str], outcome: str = "granted",
+                   reason: str | None = None) -> None:
+    """Commit the access record durably; raises ServiceUnavailable (the read is then not answered)."""
+    await request.app.state.read_log.append(audit.AccessRecord.of(
+        principal, action=action, dpp_id=dpp_id, passport_operator_id=operator_id, detail=detail,
+        outcome=outcome, reason=reason, request_id=correlation_id(request)))
+
+
+async def viewed(request: Request, principal: Principal, v: StoredVersion, *,
+                 action: audit.Action) -> tuple[StoredVersion, ReadDecision]:
+    """The view of ``v`` the caller may read, logged before it is returned."""
+    decision = await decide(request, principal, v.operator_id, v.dpp_id)
+    if not decision.everything:
+        body, sha = request.app.state.views.get(v.dpp_id, v.version, decision.groups, v.body)
+        v = replace(v, body=body, sha256=sha)
+    await log_read(request, principal, action=action, dpp_id=v.dpp_id, operator_id=v.operator_id,
+                   detail=sorted(g.value for g in decision.groups), reason=decision.reason)
+    return v, decision
+
+
+async def denied(request: Request, principal: Principal, *, action: audit.Action, dpp_id: str | None,
+                 operator_id: str | None, reason: str, detail: list[str] | None = None) -> Forbidden:
+    """Log a denial durably and return the error to raise (its text says why)."""
+    await log_read(request, principal, action=action, dpp_id=dpp_id, operator_id=operator_id,
+                   detail=detail or [], outcome="denied", reason=reason)
+    return Forbidden(reason)
+
+
+def speaks_for(session: Session, principal: Principal, operator_id: str) -> bool:
+    """Is ``principal`` the responsible operator or an organisation it authorised in writing?"""
+    if principal.operator_id == operator_id:
+        return True
+    return principal.org_id is not None and operator_id in access.authorised_operator_ids(
+        session, agent_org_id=principal.org_id)
+
+
+def write_refusal(session: Session, principal: Principal, *, action: str, operator_id: str,
+                  changed: list[str] | None = None, new_doc: dict[str, Any] | None = None,
+                  dpp_id: str | None = None) -> str | None:
+    """Why ``principal`` may not perform this write, or None when it may (Art. 78(b)(f))."""
+    if principal.is_anonymous:
+        raise Unauthorized("writing passport data needs credentials")
+    if principal.is_authority:
+        return "authorities may read passports but not alter their content"
+    owner = speaks_for(session, principal, operator_id)
+    changed_set = set(changed or [])
+    if owner:
+        if action in ("update", "updateElement") and "economicOperatorId" in changed_set:
+            return "the responsible operator changes only through POST /api/v1/dpps/{dppId}/responsibility"
+        return None
+    if principal.role is Role.repairer and action in ("update", "updateElement"):
+        status = ((new_doc or {}).get("generalProductInformation") or {}).get("batteryStatus")
+        if changed_set <= REPAIR_ATTRIBUTES and status in ("re-used", "original", None):
+            return None
+        return "a repairer may record repairs (repairHistory) and set status re-used, nothing else"
+    if principal.role is Role.device and action in ("update", "updateElement"):
+        mine = principal.dpp_ids is None and principal.operator_id == operator_id
+        if dpp_id is not None and principal.dpp_ids is not None:
+            mine = dpp_id in principal.dpp_ids
+        if not mine:
+            return "this device key does not feed this battery"
+        if changed_set <= _DYNAMIC:
+            return None
+        return f"a device key may only write dynamic data; not {sorted(changed_set - _DYNAMIC)}"
+    if principal.role in WASTE_ROLES and action in ("waste", "recycle"):
+        return None
+    return f"{principal.role.value if principal.role else 'this caller'} may not {action} passports of {operator_id}"
+
+
+def creation_refusal(session: Session, principal: Principal, *, operator_id: str, successor: bool) -> str | None:
+    if principal.is_anonymous:
+        raise Unauthorized("creating passports needs credentials")
+    roles = SECOND_LIFE_ROLES if successor else frozenset({Role.economic_operator, Role.service_provider})
+    if principal.role not in roles:
+        return f"{principal.role.value if principal.role else 'this caller'} may not create passports"
+    if not speaks_for(session, principal, operator_id):
+        return f"a passport names its responsible operator; you cannot create one for {operator_id}"
+    return None

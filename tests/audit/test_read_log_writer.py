@@ -1,0 +1,262 @@
+"""ReadLogWriter: durable group commit of read records. Every append that returns is committed; every
+append whose batch could not be stored raises ServiceUnavailable; close() writes what it accepted."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from dbp.access.principal import Principal, PrincipalKind, Role
+from dbp.audit import durable
+from dbp.audit.durable import ReadLogWriter
+from dbp.audit.models import AccessLog
+from dbp.audit.service import AccessRecord
+from dbp.db import make_engine, make_sessionmaker
+from dbp.errors import ServiceUnavailable
+
+READER = Principal(PrincipalKind.client, "reader", org_id="org-r", role=Role.recycler, purpose="dismantling")
+
+
+def rec(n: int) -> AccessRecord:
+    return AccessRecord.of(READER, action="read", dpp_id=f"urn:uuid:{n % 97}", passport_operator_id="EO-A",
+                           detail=["point1", "point2"], outcome="granted", request_id=f"req-{n}")
+
+
+def stored_request_ids(factory: Any) -> list[str]:
+    with factory() as s:
+        return list(s.scalars(select(AccessLog.request_id).order_by(AccessLog.id)))
+
+
+def test_two_thousand_concurrent_appends_are_each_stored_once_in_order(session_factory: Any) -> None:
+    writer = ReadLogWriter(session_factory)
+    returned: list[int] = []
+
+    async def one(n: int) -> None:
+        await writer.append(rec(n))
+        returned.append(n)
+
+    async def main() -> None:
+        await asyncio.gather(*(one(n) for n in range(2000)))
+        await writer.close()
+
+    asyncio.run(main())
+    assert sorted(returned) == list(range(2000))
+    # arrival order (the order the tasks ran in) is id order, across and within batches
+    assert stored_request_ids(session_factory) == [f"req-{n}" for n in range(2000)]
+    assert writer.records_written == 2000
+    assert 8 <= writer.batches_written < 100  # batched: at most 256 a batch, far fewer commits than reads
+
+
+def test_an_append_returns_only_after_its_record_is_committed(session_factory: Any) -> None:
+    writer = ReadLogWriter(session_factory)
+    other = make_sessionmaker(session_factory.kw["bind"])  # a separate session sees committed rows only
+
+    async def main() -> list[str]:
+        seen = []
+        for n in range(5):
+            await writer.append(rec(n))
+            seen.append(stored_request_ids(other)[-1])
+        await writer.close()
+        return seen
+
+    assert asyncio.run(main()) == [f"req-{n}" for n in range(5)]
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_delay(session_factory: Any) -> None:
+    writer = ReadLogWriter(session_factory, batch_size=10, max_delay=60)
+
+    async def main() -> float:
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(writer.append(rec(n)) for n in range(30))), 20)
+        elapsed = time.monotonic() - started
+        await writer.close()
+        return elapsed
+
+    assert asyncio.run(main()) < 20
+    assert writer.batches_written == 3
+    assert len(stored_request_ids(session_factory)) == 30
+
+
+def test_a_lone_record_waits_at_most_the_delay(session_factory: Any) -> None:
+    writer = ReadLogWriter(session_factory, batch_size=256, max_delay=0.05)
+
+    async def main() -> float:
+        started = time.monotonic()
+        await writer.append(rec(1))
+        elapsed = time.monotonic() - started
+        await writer.close()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert 0.04 <= elapsed < 5
+    assert stored_request_ids(session_factory) == ["req-1"]
+
+
+def test_close_writes_every_accepted_record_then_refuses(session_factory: Any) -> None:
+    writer = ReadLogWriter(session_factory, batch_size=1000, max_delay=3600)
+
+    async def main() -> tuple[float, list[BaseException | None]]:
+        tasks = [asyncio.create_task(writer.append(rec(n))) for n in range(50)]
+        await asyncio.sleep(0.05)  # the appends are waiting for a batch that will not fill for an hour
+        assert not any(t.done() for t in tasks)
+        started = time.monotonic()
+        await writer.close()
+        elapsed = time.monotonic() - started
+        await asyncio.gather(*tasks)
+        with pytest.raises(ServiceUnavailable):
+            await writer.append(rec(99))
+        await writer.close()  # idempotent
+        return elapsed, [t.exception() for t in tasks]
+
+    elapsed, errors = asyncio.run(main())
+    assert elapsed < 10 and errors == [None] * 50
+    assert stored_request_ids(session_factory) == [f"req-{n}" for n in range(50)]
+
+
+def test_close_of_an_unused_writer(session_factory: Any) -> None:
+    writer = ReadLogWriter(session_factory)
+    asyncio.run(writer.close())
+    with pytest.raises(ServiceUnavailable):
+        asyncio.run(writer.append(rec(1)))
+
+
+def test_the_database_is_written_off_the_event_loop(session_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    real = durable.record_many
+
+    def slow_record_many(session: Any, recs: Any) -> None:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.3)
+        real(session, recs)
+
+    monkeypatch.setattr(durable, "record_many", slow_record_many)
+    writer = ReadLogWriter(session_factory)
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        tick = asyncio.create_task(ticker())
+        await writer.append(rec(1))
+        tick.cancel()
+        await writer.close()
+        return ticks
+
+    assert asyncio.run(main()) >= 10  # the loop kept running while the batch took 300 ms
+    assert threads and all(name.startswith("dbp-access-log") for name in threads)
+    assert threading.main_thread().name not in threads
+
+
+@pytest.fixture()
+def throwaway(tmp_path: Path) -> Any:
+    """A SQLite file with an access_log table, and its sessionmaker."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'log.sqlite3'}")
+    AccessLog.metadata.create_all(engine, tables=[AccessLog.__table__])  # type: ignore[list-item]
+    yield engine, make_sessionmaker(engine)
+    engine.dispose()
+
+
+def test_a_failed_write_fails_every_waiting_append(throwaway: Any) -> None:
+    engine, factory = throwaway
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE access_log"))
+    writer = ReadLogWriter(factory, batch_size=256, max_delay=0.01)
+
+    async def main() -> list[BaseException | None]:
+        results = await asyncio.gather(*(writer.append(rec(n)) for n in range(600)), return_exceptions=True)
+        await writer.close()
+        return results
+
+    results = asyncio.run(main())
+    assert len(results) == 600
+    assert all(isinstance(r, ServiceUnavailable) for r in results)
+    assert {str(r) for r in results} == {"access log unavailable; the read was not answered"}
+    assert all(r.__cause__ is not None for r in results if r is not None)
+    assert len({id(r) for r in results}) == 600  # one exception each: no shared traceback
+    assert writer.records_written == 0
+
+
+def test_the_writer_recovers_when_the_database_does(throwaway: Any) -> None:
+    engine, factory = throwaway
+    writer = ReadLogWriter(factory, max_delay=0.001)
+
+    async def main() -> None:
+        await writer.append(rec(1))
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE access_log RENAME TO access_log_away"))
+        with pytest.raises(ServiceUnavailable):
+            await writer.append(rec(2))
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE access_log_away RENAME TO access_log"))
+        await writer.append(rec(3))
+        await writer.close()
+
+    asyncio.run(main())
+    assert stored_request_ids(factory) == ["req-1", "req-3"]
+
+
+def test_an_unreachable_database_fails_the_appends(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'nothing.sqlite3'}")
+    writer = ReadLogWriter(make_sessionmaker(engine))
+
+    async def main() -> list[BaseException | None]:
+        results = await asyncio.gather(*(writer.append(rec(n)) for n in range(10)), return_exceptions=True)
+        await writer.close()
+        return results
+
+    try:
+        assert all(isinstance(r, ServiceUnavailable) for r in asyncio.run(main()))
+    finally:
+        engine.dispose()
+
+
+def test_a_cancelled_caller_does_not_withdraw_its_record(session_factory: Any) -> None:
+    writer = ReadLogWriter(session_factory, max_delay=0.05)
+
+    async def main() -> None:
+        task = asyncio.create_task(writer.append(rec(1)))
+        await asyncio.sleep(0.005)
+        task.cancel()
+        await writer.append(rec(2))
+        await writer.close()
+
+    asyncio.run(main())
+    assert stored_request_ids(session_factory) == ["req-1", "req-2"]
+
+
+def test_a_stopped_loop_fails_waiting_appends_and_a_new_loop_restarts(session_factory: Any) -> None:
+    writer = ReadLogWriter(session_factory, max_delay=3600, batch_size=1000)
+    waiting: list[asyncio.Task[None]] = []
+
+    async def abandon() -> None:
+        waiting.append(asyncio.create_task(writer.append(rec(1))))
+        await asyncio.sleep(0.01)
+        # asyncio.run cancels the writer task on exit: the waiting append must not hang
+
+    asyncio.run(abandon())
+    assert waiting[0].done()
+
+    async def again() -> None:
+        writer.max_delay = 0.001
+        await writer.append(rec(2))
+        await writer.close()
+
+    asyncio.run(again())
+    assert "req-2" in stored_request_ids(session_factory)
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"max_delay": -1}])
+def test_bad_settings_are_refused(session_factory: Any, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        ReadLogWriter(session_factory, **kwargs)
