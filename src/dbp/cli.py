@@ -16,11 +16,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from dbp.access.cli import register as register_access_commands
 from dbp.config import Settings
 
 app = typer.Typer(help="dbp — Digital Battery Passport system (EU Regulation 2023/1542).", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+register_access_commands(app)
 err = Console(stderr=True)
 out = Console()
 
@@ -173,6 +175,17 @@ def demo(
     _url(f"  search (recall query):  {base}/api/v1/dpps?category=ev&limit=10")
     if sample.successor_id:
         _url(f"  second-life passport:   {base}/api/v1/dpps/{sample.successor_id}")
+    creds_file = Path("var") / "demo-credentials.json"
+    creds_file.parent.mkdir(parents=True, exist_ok=True)
+    creds_file.write_bytes(orjson.dumps(sample.credentials, option=orjson.OPT_INDENT_2))
+    creds_file.chmod(0o600)
+    recycler = sample.credentials["urn:dbp:demo:recycler"]
+    _url(f"  demo API clients (secrets, one per organisation): {creds_file}")
+    _url(f"  e.g. a recycler's view: TOKEN=$(curl -s -d grant_type=client_credentials "
+         f"-d client_id={recycler['client_id']} -d client_secret={recycler['client_secret']} "
+         f"-d purpose=dismantling {base}/api/v1/auth/token | python3 -c 'import json,sys; "
+         f"print(json.load(sys.stdin)[\"access_token\"])')")
+    _url(f'        curl -H "Authorization: Bearer $TOKEN" {base}/api/v1/dpps/{sample.dpp_id}')
     if serve_after:
         _serve(settings)
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from dbp.access import service as access
+from dbp.access.principal import Role
 from dbp.config import Settings
 from dbp.db import make_engine, make_sessionmaker, transaction
 from dbp.errors import DbpError
@@ -22,6 +26,32 @@ class Sample:
     dpp_id: str
     product_id: str
     successor_id: str | None
+    credentials: dict[str, Any]
+
+
+DEMO_PARTIES = (  # (name, operator id, role, purpose the demo client states)
+    ("Circular Metals Recycling SA", "urn:dbp:demo:recycler", Role.recycler, "dismantling"),
+    ("Fix-It Battery Repair GmbH", "urn:dbp:demo:repairer", Role.repairer, "repair"),
+    ("Grid Aggregation BV", "urn:dbp:demo:purchaser", Role.purchaser, "marketAccess"),
+    ("Market Surveillance Authority (demo)", "urn:dbp:demo:msa", Role.market_surveillance, "marketSurveillance"),
+)
+
+
+def _identities(factory: sessionmaker[Session], docs: list[dict[str, Any]], extra_operators: set[str]
+                ) -> dict[str, Any]:
+    """One organisation and API client per operator in the fleet, plus a recycler, a repairer, a
+    purchaser and an authority. Idempotent: existing organisations are reused, new clients added."""
+    out: dict[str, Any] = {}
+    operators = sorted({d["economicOperatorId"] for d in docs} | extra_operators)
+    with factory.begin() as session:
+        existing = {o.operator_id: o for o in access.list_orgs(session)}
+        parties = [(f"Operator {op}", op, Role.economic_operator, None) for op in operators] + list(DEMO_PARTIES)
+        for name, op, role, purpose in parties:
+            org = existing.get(op) or access.create_org(session, name=name, operator_id=op, role=role)
+            issued = access.create_client(session, org_id=org.id, role=role)
+            out[op] = {"name": org.name, "role": role.value, "client_id": issued.client_id,
+                       "client_secret": issued.client_secret, "purpose": purpose}
+    return out
 
 
 def seed(settings: Settings, *, count: int, progress: Callable[[int], None] | None = None) -> Sample:
@@ -61,6 +91,8 @@ def seed(settings: Settings, *, count: int, progress: Callable[[int], None] | No
                 successor_id = session.scalar(select(Passport.dpp_id).where(
                     Passport.battery_status.in_(["repurposed", "remanufactured", "re-used"])).limit(1))
         assert first is not None
-        return Sample(first.dpp_id, first.product_id, successor_id)
+        successor_ops = {successor_document(docs[:1], "repurposing", index=0)["economicOperatorId"]}
+        credentials = _identities(factory, docs, successor_ops)
+        return Sample(first.dpp_id, first.product_id, successor_id, credentials)
     finally:
         engine.dispose()

@@ -6,10 +6,13 @@ few microseconds per request (``tests/test_hardening.py`` measures it): one pass
 headers, one dictionary update per rate-limit bucket, one pass over the response headers.
 
 **Rate limits.** Two families of token buckets, each ``rate`` requests per second with ``burst``
-capacity: one per client address (``scope["client"]``; behind a reverse proxy this is the address
-uvicorn takes from ``X-Forwarded-For`` for the proxies in ``--forwarded-allow-ips``) and one per
-principal. The principal key is a 16-byte BLAKE2b of the ``Authorization`` (or, without one,
-``X-API-Key``) header value, derived *without* verifying the credential: this layer must stay cheap
+capacity: one per client address and one per principal. The address is ``scope["client"]``; an IPv6
+client is limited per /64 (what one end site gets, so a host cannot dodge the limit by rotating
+addresses); when the peer is one of ``trusted_proxies`` the client is the right-most
+``X-Forwarded-For`` hop that is not a trusted proxy (``dbp serve`` runs uvicorn without proxy headers,
+so behind a reverse proxy set ``DBP_TRUSTED_PROXIES`` or every client shares the proxy's bucket).
+The principal key is a 16-byte BLAKE2b of the ``Authorization`` (or, without one, ``X-API-Key``)
+header value, derived *without* verifying the credential: this layer must stay cheap
 and must not learn secrets; a forged credential only buys its sender its own bucket, and the address
 bucket still applies to it. Anonymous requests use the address bucket only; authenticated ones must
 pass both, so random credentials from one address cannot escape the address limit. Buckets are kept

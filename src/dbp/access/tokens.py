@@ -29,6 +29,7 @@ from dbp.errors import Unauthorized
 
 ALG = "Ed25519"
 CACHE_SIZE = 10000
+KEY_REFRESH_SECONDS = 60
 
 
 def _now_ts(now: datetime | None = None) -> str:
@@ -71,6 +72,7 @@ class TokenService:
         self.secret_key = secret_key
         self.ttl = ttl_seconds
         self._signer: _Signer | None = None
+        self._loaded_at = 0.0
         self._keys = KeySet([])
         self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
@@ -86,6 +88,7 @@ class TokenService:
         public: list[Any] = [OKPKey.import_key(orjson.loads(r.public_jwk)) for r in rows
                              if r.retired_at is None or r.retired_at > limit]
         self._keys = KeySet(public)
+        self._loaded_at = time.monotonic()
         active = [r for r in rows if r.retired_at is None][-1]
         self._signer = _Signer(active.kid, OKPKey.import_key(decrypt(self.secret_key, active.private_encrypted),
                                                              parameters={"kid": active.kid}))
@@ -101,8 +104,8 @@ class TokenService:
 
     # ---------------------------------------------------------------- issue / verify
     def issue(self, principal: Principal, *, scope: str = "", now: float | None = None) -> tuple[str, int]:
-        if self._signer is None:
-            self._load()
+        if self._signer is None or time.monotonic() - self._loaded_at > KEY_REFRESH_SECONDS:
+            self._load()  # picks up a rotation (dbp keys rotate) made by another process
         assert self._signer is not None
         issued = int(now if now is not None else time.time())
         claims: dict[str, Any] = {
