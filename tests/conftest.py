@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 
 from dbp.app import create_app
 from dbp.config import Settings
@@ -46,8 +46,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-            # start from nothing: a previous run may have left tables at another revision
-            conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(TABLES)}, alembic_version CASCADE"))
+            # start from nothing: a previous run may have left tables at another revision, including
+            # tables that TABLES does not empty (signing keys) — drop every table there is
+            existing = MetaData()
+            existing.reflect(conn)
+            existing.drop_all(conn)
             conn.commit()
     except Exception as exc:
         pytest.fail(f"DBP_TEST_DATABASE_URL={url} is set but unreachable: {exc}", pytrace=False)

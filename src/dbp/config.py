@@ -30,6 +30,7 @@ PLACEHOLDER_SECRETS = frozenset({
     "password", "insecure", "dbp", "dbp-secret", "dbp-dev-secret", "dev-secret", "dev-secret-key",
     "please-change-me", "your-secret-key", "your-secret-key-here", "secret-key",
     "insecure-development-key-do-not-use-in-production",
+    "dbp-development-secret-do-not-use-in-production",  # dbp.access.secrets.DEVELOPMENT_SECRET
     "0123456789abcdef0123456789abcdef", "00000000000000000000000000000000",
 })
 PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "change this", "change-this", "replace-me", "replace_me",

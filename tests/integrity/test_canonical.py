@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import random
 import struct
 from typing import Any
@@ -29,6 +31,9 @@ VECTORS: list[tuple[str, Any, bytes]] = [
     # RFC 8785 §3.2.3: sort by UTF-16 code units; U+1F600 (surrogates D83D..) sorts before U+FB33
     ("utf16-key-order", {"\ufb33": 1, "\U0001f600": 2}, '{"\U0001f600":2,"\ufb33":1}'.encode()),
     ("literals", [None, True, False], b"[null,true,false]"),
+    # I-JSON (RFC 7493 §2.2): integers up to ±(2**53 - 1) are exact; beyond that see test_refuses_...
+    ("max-safe-integers", [2**53 - 1, -(2**53 - 1)], b"[9007199254740991,-9007199254740991]"),
+    ("integral-float-2**53", [float(2**53)], b"[9007199254740992]"),
 ]
 
 
@@ -38,8 +43,28 @@ def test_vectors(name: str, value: Any, expected: bytes) -> None:
     assert rfc8785.dumps(value) == expected
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {"a": float("-inf")}, {1: "x"}, "\ud800"])
+@pytest.mark.parametrize("bad", [
+    float("nan"), float("inf"), {"a": float("-inf")}, {1: "x"}, "\ud800",
+    2**53, -(2**53), 2**53 + 1, -(2**53) - 1, 123456789012345678, {"a": [1, 2**63 - 1]}, 2**64,
+])
 def test_refuses_what_i_json_forbids(bad: Any) -> None:
+    with pytest.raises((rfc8785.CanonicalizationError, TypeError, ValueError)):
+        rfc8785.dumps(bad)
+    with pytest.raises(CanonicalizationError):
+        canonical_bytes(bad)
+
+
+@dataclasses.dataclass
+class _Record:
+    x: int = 1
+
+
+@pytest.mark.parametrize("bad", [
+    datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), datetime.date(2026, 1, 1), datetime.time(12, 0),
+    {"at": datetime.datetime(2026, 1, 1)}, [_Record()], {1, 2}, b"bytes",
+])
+def test_refuses_values_that_are_not_json_types(bad: Any) -> None:
+    """orjson would write these; RFC 8785 (and rfc8785) has no form for them."""
     with pytest.raises(CanonicalizationError):
         canonical_bytes(bad)
 
@@ -49,7 +74,9 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
     if kind == 0:
         return rng.choice([True, False, None])
     if kind == 1:
-        return rng.randint(-(2**53), 2**53)
+        if rng.randrange(20) == 0:  # beyond the I-JSON integer range, where both must refuse
+            return rng.choice([1, -1]) * rng.randint(2**53, 2**64)
+        return rng.randint(-(2**53 - 1), 2**53 - 1)
     if kind == 2:
         while True:
             x = struct.unpack("d", rng.randbytes(8))[0]
@@ -68,9 +95,18 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
 
 def test_matches_reference_on_generated_values() -> None:
     rng = random.Random(8785)
+    refused = 0
     for _ in range(20000):
         value = _random_value(rng)
-        assert canonical_bytes(value) == rfc8785.dumps(value), value
+        try:
+            expected = rfc8785.dumps(value)
+        except rfc8785.CanonicalizationError:
+            refused += 1
+            with pytest.raises(CanonicalizationError):
+                canonical_bytes(value)
+            continue
+        assert canonical_bytes(value) == expected, value
+    assert 100 < refused < 2000
 
 
 def test_matches_reference_on_demo_passports(fleet: list[dict[str, Any]]) -> None:

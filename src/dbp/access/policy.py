@@ -92,12 +92,12 @@ def decide_read(
     """The groups ``principal`` may read of one passport, and why."""
     if principal.is_anonymous:
         return ReadDecision(PUBLIC, "public: Annex XIII point 1 only")
+    if principal.role is Role.device:  # before ownership: a device key of the operator is not the operator
+        return ReadDecision(PUBLIC, "device keys write dynamic data; they read only what the public reads")
     if passport_operator_id is not None and principal.operator_id == passport_operator_id:
         return ReadDecision(EVERYTHING, "responsible economic operator")
     if passport_operator_id is not None and passport_operator_id in authorised_for:
         return ReadDecision(EVERYTHING, "authorised in writing by the responsible operator")
-    if principal.role is Role.device:
-        return ReadDecision(PUBLIC, "device keys write dynamic data; they read only what the public reads")
     by_policy = policy.groups_for(principal.role, principal.purpose)
     groups = PUBLIC | by_policy | grant_groups
     if groups == PUBLIC:

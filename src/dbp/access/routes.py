@@ -16,7 +16,7 @@ from starlette.responses import Response
 from dbp.access import service
 from dbp.access.deps import AuthenticatedDep, stated_purpose
 from dbp.access.policy import load_policy
-from dbp.access.principal import Principal
+from dbp.access.principal import Principal, Role
 from dbp.audit import service as audit
 from dbp.deps import in_transaction
 from dbp.errors import BadRequest, FieldError, Forbidden, Unauthorized, ValidationFailed
@@ -98,8 +98,9 @@ DppIdPath = Annotated[str, Path(max_length=256)]
 def _owner_check(session: Session, principal: Principal, dpp_id: str) -> str:
     """The passport's operator id, if ``principal`` speaks for it; Forbidden otherwise."""
     operator_id = passports.operator_of(session, dpp_id=dpp_id)
-    if principal.operator_id != operator_id and operator_id not in service.authorised_operator_ids(
-            session, agent_org_id=principal.org_id or ""):
+    if principal.role is Role.device or principal.is_authority or (
+            principal.operator_id != operator_id and operator_id not in service.authorised_operator_ids(
+                session, agent_org_id=principal.org_id or "")):
         raise Forbidden("only the passport's responsible operator (or an organisation it authorised) manages grants")
     return operator_id
 

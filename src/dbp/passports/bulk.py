@@ -516,7 +516,11 @@ def _commit(factory: sessionmaker[Session], ready: list[Item], *, promised: froz
 
 def export_current(factory: sessionmaker[Session], *, all_versions: bool = False,
                    batch_size: int = 1000) -> Iterator[bytes]:
-    """NDJSON lines of every passport's current version (or every version), in dppId order."""
+    """NDJSON lines of every passport's current version (or every version), in dppId order.
+
+    The current versions import into another repository whole (``import_records``). Every version
+    (``all_versions``) is an archive: an import refuses a product's second document
+    (``import.duplicateInInput``) rather than replay history."""
     last = ""
     while True:
         with factory() as session:

@@ -244,7 +244,7 @@ class ElectrodeMaterials(Strict):
 class HazardousSubstance(Strict):
     name: Name
     casNumber: CasNumber | None = None
-    ecNumber: Annotated[str, Field(pattern=r"^\d{3}-\d{3}-\d$")] | None = None
+    ecNumber: Annotated[str, Field(pattern=r"^[0-9]{3}-[0-9]{3}-[0-9]$")] | None = None
     hazardClasses: list[ShortText] | None = Field(default=None, max_length=50)
     concentration: Percent | None = None  # % w/w of the battery
     location: ShortText | None = None

@@ -55,13 +55,19 @@ async def log_read(request: Request, principal: Principal, *, action: audit.Acti
         outcome=outcome, reason=reason, request_id=correlation_id(request)))
 
 
-async def viewed(request: Request, principal: Principal, v: StoredVersion, *,
-                 action: audit.Action) -> tuple[StoredVersion, ReadDecision]:
-    """The view of ``v`` the caller may read, logged before it is returned."""
+async def view_for(request: Request, principal: Principal, v: StoredVersion) -> tuple[StoredVersion, ReadDecision]:
+    """The view of ``v`` the caller may read (not logged: for callers that log themselves)."""
     decision = await decide(request, principal, v.operator_id, v.dpp_id)
     if not decision.everything:
         body, sha = request.app.state.views.get(v.dpp_id, v.version, decision.groups, v.body)
         v = replace(v, body=body, sha256=sha)
+    return v, decision
+
+
+async def viewed(request: Request, principal: Principal, v: StoredVersion, *,
+                 action: audit.Action) -> tuple[StoredVersion, ReadDecision]:
+    """The view of ``v`` the caller may read, logged before it is returned."""
+    v, decision = await view_for(request, principal, v)
     await log_read(request, principal, action=action, dpp_id=v.dpp_id, operator_id=v.operator_id,
                    detail=sorted(g.value for g in decision.groups), reason=decision.reason)
     return v, decision
@@ -76,7 +82,10 @@ async def denied(request: Request, principal: Principal, *, action: audit.Action
 
 
 def speaks_for(session: Session, principal: Principal, operator_id: str) -> bool:
-    """Is ``principal`` the responsible operator or an organisation it authorised in writing?"""
+    """Is ``principal`` the responsible operator or an organisation it authorised in writing? (Never a
+    device key or an authority, whatever organisation they belong to.)"""
+    if principal.role is Role.device or principal.is_authority:
+        return False
     if principal.operator_id == operator_id:
         return True
     return principal.org_id is not None and operator_id in access.authorised_operator_ids(
@@ -91,8 +100,17 @@ def write_refusal(session: Session, principal: Principal, *, action: str, operat
         raise Unauthorized("writing passport data needs credentials")
     if principal.is_authority:
         return "authorities may read passports but not alter their content"
-    owner = speaks_for(session, principal, operator_id)
     changed_set = set(changed or [])
+    if principal.role is Role.device:  # before ownership: a device key of the operator is not the operator
+        mine = principal.dpp_ids is None and principal.operator_id == operator_id
+        if dpp_id is not None and principal.dpp_ids is not None:
+            mine = dpp_id in principal.dpp_ids
+        if not mine:
+            return "this device key does not feed this battery"
+        if action in ("update", "updateElement") and changed_set <= _DYNAMIC:
+            return None
+        return f"a device key may only write dynamic data; not {action} {sorted(changed_set - _DYNAMIC)}"
+    owner = speaks_for(session, principal, operator_id)
     if owner:
         if action in ("update", "updateElement") and "economicOperatorId" in changed_set:
             return "the responsible operator changes only through POST /api/v1/dpps/{dppId}/responsibility"
@@ -102,15 +120,6 @@ def write_refusal(session: Session, principal: Principal, *, action: str, operat
         if changed_set <= REPAIR_ATTRIBUTES and status in ("re-used", "original", None):
             return None
         return "a repairer may record repairs (repairHistory) and set status re-used, nothing else"
-    if principal.role is Role.device and action in ("update", "updateElement"):
-        mine = principal.dpp_ids is None and principal.operator_id == operator_id
-        if dpp_id is not None and principal.dpp_ids is not None:
-            mine = dpp_id in principal.dpp_ids
-        if not mine:
-            return "this device key does not feed this battery"
-        if changed_set <= _DYNAMIC:
-            return None
-        return f"a device key may only write dynamic data; not {sorted(changed_set - _DYNAMIC)}"
     if principal.role in WASTE_ROLES and action in ("waste", "recycle"):
         return None
     return f"{principal.role.value if principal.role else 'this caller'} may not {action} passports of {operator_id}"

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from dbp.access.deps import PrincipalDep
-from dbp.access.principal import Principal
+from dbp.access.principal import Principal, Role
 from dbp.audit import service as audit
 from dbp.audit.service import Action
 from dbp.deps import SettingsDep, in_read_session, in_transaction
@@ -58,7 +58,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(max_length=600)]
 Filter = Annotated[str | None, Query(max_length=512)]
 Instant = Annotated[str, Query(max_length=64, description="ISO 8601 instant; a bare date means its end (UTC)")]
-MonthOrDate = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
+MonthOrDate = Annotated[str | None, Query(pattern=r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$")]
 
 
 def version_response(v: StoredVersion, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -208,7 +208,7 @@ async def search_dpps(
     hi = manufacturedTo if manufacturedTo is None or len(manufacturedTo) == 10 else f"{manufacturedTo}-31"
     if batteryStatus is not None:
         # Annex XIII 4(c): the status is legitimate-interest data; only an operator may filter its own fleet by it.
-        if principal.is_anonymous or principal.operator_id is None or principal.is_authority:
+        if principal.role not in (Role.economic_operator, Role.service_provider) or principal.operator_id is None:
             raise await guard.denied(request, principal, action=Action.search, dpp_id=None, operator_id=None,
                                      reason="battery status is not public (Annex XIII 4(c)); operators may "
                                             "filter their own passports by it")
@@ -281,13 +281,14 @@ async def read_version(request: Request, dppId: DppIdPath, version: Annotated[in
 async def read_element(request: Request, dppId: DppIdPath, elementPath: str, principal: PrincipalDep) -> Response:
     path = paths.parse_element_path(elementPath)
     v = await in_read_session(request, lambda s: service.read_current(s, dpp_id=dppId))
-    decision = await guard.decide(request, principal, v.operator_id, dppId)
+    view, decision = await guard.view_for(request, principal, v)
     group = group_of(path)
     if group is not None and group not in decision.groups:
         raise await guard.denied(request, principal, action=Action.read_element, dpp_id=dppId,
                                  operator_id=v.operator_id, detail=[paths.display(path)],
                                  reason=f"{paths.display(path)} is {group.value} data; {decision.reason}")
-    value = paths.get_element(orjson.loads(v.body), path)
+    # Read from the caller's view, so a path above attribute level (a whole cluster) is filtered too.
+    value = paths.get_element(orjson.loads(view.body), path)
     await guard.log_read(request, principal, action=Action.read_element, dpp_id=dppId, operator_id=v.operator_id,
                          detail=[paths.display(path)], reason=decision.reason)
     return Response(orjson.dumps(value), media_type="application/json")
@@ -497,8 +498,10 @@ async def _write(request: Request, principal: Principal, work: Any, *, action: A
                              outcome="denied", reason="no credentials")
         raise Unauthorized("writing passport data needs credentials (POST /api/v1/auth/token, or an API key)")
     try:
-        return await in_transaction(request, work)
+        written = await in_transaction(request, work)
     except Forbidden as exc:
         raise await guard.denied(request, principal, action=action, dpp_id=getattr(exc, "dpp_id", dpp_id),
                                  operator_id=getattr(exc, "operator_id", None), reason=exc.message) from None
+    view, _ = await guard.view_for(request, principal, written)  # a writer reads back only what it may read
+    return view
 
