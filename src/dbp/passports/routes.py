@@ -174,20 +174,8 @@ async def create_dpp(request: Request, settings: SettingsDep, principal: Princip
     body = await _body(request)
     parsed = orjson.loads(body)
     claimed = parsed.get("economicOperatorId") if isinstance(parsed, dict) else None
-
-    def work(s: Session) -> StoredVersion:
-        # A body without a string operator id fails validation below; rights are judged on the claim.
-        refusal = guard.creation_refusal(s, principal, operator_id=claimed, successor=False) \
-            if isinstance(claimed, str) else None
-        if refusal:
-            raise Forbidden(refusal)
-        v = service.create_passport(s, body=body)
-        _log_write(s, request, principal, Action.create, v, ["*"])
-        return v
-
-    v = await _write(request, principal, work, action=Action.create, dpp_id=None)
-    return version_response(v, status_code=201,
-                            headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
+    return await _create(request, settings, principal, claimed, Action.create,
+                         lambda s: service.create_passport(s, body=body))
 
 
 @router.get("/dpps", summary="Search passports (recall and fleet queries)", tags=["EN 18222"],
@@ -390,19 +378,8 @@ async def successors(request: Request, settings: SettingsDep, principal: Princip
         raise ValidationFailed("passport does not match the schema", details=[FieldError(
             "$.passport.generalProductInformation", "schema.model_type", "expected an object")])
     claimed = passport.get("economicOperatorId") if isinstance(passport, dict) else None
-
-    def work(s: Session) -> StoredVersion:
-        refusal = guard.creation_refusal(s, principal, operator_id=claimed, successor=True) \
-            if isinstance(claimed, str) else None
-        if refusal:
-            raise Forbidden(refusal)
-        v = lifecycle.create_successor(s, body=body)
-        _log_write(s, request, principal, Action.successor, v, ["*"])
-        return v
-
-    v = await _write(request, principal, work, action=Action.successor, dpp_id=None)
-    return version_response(v, status_code=201,
-                            headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
+    return await _create(request, settings, principal, claimed, Action.successor,
+                         lambda s: lifecycle.create_successor(s, body=body))
 
 
 @router.post("/dpps/{dppId}/waste", tags=["lifecycle"],
@@ -463,6 +440,23 @@ async def transfer_responsibility(request: Request, dppId: DppIdPath, principal:
 
 
 # ------------------------------------------------------------------------------------------ write helpers
+async def _create(request: Request, settings: Any, principal: Principal, claimed: object, action: Action,
+                  create: Any) -> Response:
+    """A new passport (CreateDPP or a successor): rights are judged on the operator it names; a body
+    without a string operator id fails validation in ``create``."""
+    def work(s: Session) -> StoredVersion:
+        if isinstance(claimed, str):
+            refusal = guard.creation_refusal(s, principal, operator_id=claimed,
+                                             successor=action is Action.successor)
+            if refusal:
+                raise Forbidden(refusal)
+        v: StoredVersion = create(s)
+        _log_write(s, request, principal, action, v, ["*"])
+        return v
+
+    v = await _write(request, principal, work, action=action, dpp_id=None)
+    return version_response(v, status_code=201,
+                            headers={"Location": f"{settings.base_url}/api/v1/dpps/{quote(v.dpp_id, safe=':')}"})
 def _check_write(s: Session, principal: Principal, action: str, current: StoredVersion,
                  staged: StoredVersion | None = None) -> list[str]:
     """Refuse (403, logged) unless ``principal`` may make this change; returns the changed attributes."""
