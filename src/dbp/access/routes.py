@@ -4,7 +4,8 @@ for portal users), ``GET /api/v1/auth/me``, and the responsible operator's grant
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -25,6 +26,7 @@ from dbp.passports import service as passports
 from dbp.passports.attributes import AccessGroup
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
+T = TypeVar("T")
 
 
 def _form(body: bytes) -> dict[str, str]:
@@ -92,6 +94,16 @@ def me(principal: AuthenticatedDep, request: Request) -> Response:
 
 
 # ------------------------------------------------------------------------------------------- grants
+async def _logged(request: Request, principal: Principal, work: Callable[[Session], T], dpp_id: str,
+                  action: str) -> T:
+    """Run a grant operation; a refusal is logged durably (its transaction rolled back) and re-raised."""
+    try:
+        return await in_transaction(request, work)
+    except Forbidden as exc:
+        await request.app.state.read_log.append(audit.AccessRecord.of(
+            principal, action=action, dpp_id=dpp_id, detail=[], outcome="denied", reason=exc.message,
+            request_id=correlation_id(request)))
+        raise
 DppIdPath = Annotated[str, Path(max_length=256)]
 
 
@@ -136,7 +148,7 @@ async def create_grant(request: Request, dppId: DppIdPath, principal: Authentica
             reason=f"grant {grant.id} to {grantee.operator_id} for {purpose} until {expires}"))
         return service.grant_json(grant)
 
-    return json_response(await in_transaction(request, work), status_code=201)
+    return json_response(await _logged(request, principal, work, dppId, audit.Action.grant), status_code=201)
 
 
 @router.get("/dpps/{dppId}/grants", summary="Grants on a passport (its responsible operator only)")
@@ -145,7 +157,7 @@ async def list_grants(request: Request, dppId: DppIdPath, principal: Authenticat
         _owner_check(session, principal, dppId)
         return [service.grant_json(g) for g in service.grants_of(session, dpp_id=dppId)]
 
-    return json_response({"dppId": dppId, "grants": await in_transaction(request, work)})
+    return json_response({"dppId": dppId, "grants": await _logged(request, principal, work, dppId, "listGrants")})
 
 
 @router.delete("/dpps/{dppId}/grants/{grantId}", summary="Revoke a grant")
@@ -160,4 +172,4 @@ async def revoke_grant(request: Request, dppId: DppIdPath, grantId: Annotated[st
             reason=f"revoked grant {grant.id}"))
         return service.grant_json(grant)
 
-    return json_response(await in_transaction(request, work))
+    return json_response(await _logged(request, principal, work, dppId, audit.Action.revoke_grant))

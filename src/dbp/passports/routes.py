@@ -249,8 +249,9 @@ async def delete_dpp(request: Request, dppId: DppIdPath, principal: PrincipalDep
 @router.get("/dpps/{dppId}/versions", summary="List the versions of a passport", tags=["EN 18222"],
             dependencies=JSON_ONLY)
 async def versions(request: Request, dppId: DppIdPath, principal: PrincipalDep) -> Response:
-    items = await in_read_session(request, lambda s: service.list_versions(s, dpp_id=dppId))
-    await guard.log_read(request, principal, action=Action.read_version, dpp_id=dppId, operator_id=None,
+    items, operator_id = await in_read_session(
+        request, lambda s: (service.list_versions(s, dpp_id=dppId), service.operator_of(s, dpp_id=dppId)))
+    await guard.log_read(request, principal, action=Action.read_version, dpp_id=dppId, operator_id=operator_id,
                          detail=["versionList"], reason="version numbers, times and hashes are public")
     return json_response({"dppId": dppId, "versions": items})
 
@@ -388,8 +389,16 @@ async def successors(request: Request, settings: SettingsDep, principal: Princip
 async def waste(request: Request, dppId: DppIdPath, principal: PrincipalDep, if_match: IfMatch = None) -> Response:
     body = await _body(request)
 
+    claim = orjson.loads(body)
+    new_operator = claim.get("responsibleOperatorId") if isinstance(claim, dict) else None
+
     def work(s: Session) -> StoredVersion:
-        _check_write(s, principal, "waste", service.read_current(s, dpp_id=dppId))
+        current = service.read_current(s, dpp_id=dppId)
+        _check_write(s, principal, "waste", current)
+        if not guard.speaks_for(s, principal, current.operator_id or "") and new_operator != principal.operator_id:
+            # A recycler or waste operator takes responsibility itself; only the operator may name another.
+            raise _Refused("a recycler or waste operator records waste with itself as the responsible operator",
+                           dppId, current.operator_id)
         v = lifecycle.mark_waste(s, dpp_id=dppId, body=body, if_match=if_match)
         _log_write(s, request, principal, Action.waste, v, ["generalProductInformation.batteryStatus",
                                                             "economicOperatorId"])
