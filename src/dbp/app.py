@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from dbp import __version__
 from dbp.access import routes as access_routes
+from dbp.access.oidc import OidcVerifier
 from dbp.access.policy import load_policy
 from dbp.access.secrets import DEVELOPMENT_SECRET
 from dbp.access.tokens import TokenService
@@ -111,7 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.policy = load_policy(settings.access_policy_file)
     app.state.tokens = TokenService(app.state.sessionmaker, issuer=settings.base_url,
                                     secret_key=settings.secret_key or DEVELOPMENT_SECRET,
-                                    ttl_seconds=settings.token_ttl_seconds)
+                                    ttl_seconds=settings.token_ttl_seconds, oidc=_oidc(settings, app))
     _install_error_handlers(app)
     app.add_middleware(CorrelationAndLimits, max_body=settings.max_body_bytes)
     app.include_router(passport_routes.router)
@@ -130,6 +131,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     _add_passport_schema(app)
     return app
+
+
+def _oidc(settings: Settings, app: FastAPI) -> OidcVerifier | None:
+    if not (settings.oidc_issuer and settings.oidc_jwks_url):
+        return None
+    return OidcVerifier(issuer=settings.oidc_issuer, jwks_url=settings.oidc_jwks_url,
+                        factory=app.state.read_sessionmaker)
 
 
 def _add_passport_schema(app: FastAPI) -> None:
