@@ -1,4 +1,5 @@
-"""``python -m bench``: dataset → bulk import (dbp vs raw insert) → reads (dbp vs bare ASGI) → report.
+"""``python -m bench``: dataset → bulk import (dbp vs raw insert) → reads (dbp vs bare ASGI: anonymous,
+recycler with a purpose, responsible operator) → report.
 
 Exit status: 0 when every step ran (targets missed or not, unless ``--strict``), 1 when a step
 failed, 2 for bad arguments, 3 with ``--strict`` when a ratio misses its target.
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="worker processes for dbp's import (0: validate in the writer); default: dbp's own default")
     p.add_argument("--seed", type=int, default=2027, help="dataset and URL-list seed")
     p.add_argument("--skip-read", action="store_true", help="skip the read benchmark")
+    p.add_argument("--read-scenarios", default=",".join(read.SCENARIOS),
+                   help="comma-separated read scenarios: public (anonymous), recycler (Bearer token + X-Purpose: "
+                        "dismantling), owner (Bearer token of the passports' responsible operator)")
     p.add_argument("--skip-import", action="store_true",
                    help="skip the import comparison (the dataset is still loaded through dbp's import, untimed)")
     p.add_argument("--keep", action="store_true", help="keep the benchmark databases afterwards")
@@ -52,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             or args.batch_size < 1 or args.warmup < 0 \
             or (args.import_workers is not None and args.import_workers < 0):
         p.error("--count, --connections, --duration, --rounds, --urls and --batch-size must be positive")
+    args.read_scenarios = [s.strip() for s in args.read_scenarios.split(",") if s.strip()]
+    unknown = set(args.read_scenarios) - set(read.SCENARIOS)
+    if unknown or not args.read_scenarios:
+        p.error(f"--read-scenarios takes a comma-separated subset of {', '.join(read.SCENARIOS)}")
     return args
 
 
@@ -85,9 +93,11 @@ def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         del passports, versions
         if not args.skip_read:
             step("read benchmark")
-            result = read.read_benchmark(dbs.dbp_url, connections=args.connections, duration=args.duration,
-                                         warmup=args.warmup, rounds=args.rounds, urls=args.urls, seed=args.seed)
-            doc["results"]["read"] = {**result, "target": report.TARGETS["read"]}
+            results = read.read_benchmark(dbs.dbp_url, connections=args.connections, duration=args.duration,
+                                          warmup=args.warmup, rounds=args.rounds, urls=args.urls, seed=args.seed,
+                                          scenarios=args.read_scenarios)
+            for name, result in results.items():
+                doc["results"][f"read_{name}"] = {**result, "target": report.TARGETS[f"read_{name}"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,14 @@
-"""The read baseline: a bare ASGI callable (no framework) serving the stored canonical bytes.
+"""The read baseline: a bare ASGI callable (no framework) serving stored bytes by primary key.
 
 Same database, same row, same lookup as dbp's read path (the current version, found through
 ``passports.current_version`` by primary key), same bytes out — just without FastAPI/Starlette,
-middleware, routing or response objects. SQLite: one ``sqlite3`` connection used on the event loop
-thread, exactly like dbp's ``CurrentVersionReader``. PostgreSQL: a few psycopg async connections.
+middleware, routing, response objects, authentication, access decisions or an access log. SQLite:
+one ``sqlite3`` connection used on the event loop thread, exactly like dbp's
+``CurrentVersionReader``. PostgreSQL: a few psycopg async connections.
+
+Which stored bytes: ``BENCH_BASELINE_COLUMN`` — ``public_canonical`` (the stored public view, what
+dbp sends an anonymous caller) for the public-read comparison, ``canonical`` (the full version, the
+default) for the authenticated ones. Request headers (``Authorization``, ``X-Purpose``) are ignored.
 
 Run by ``bench.servers`` as ``uvicorn --factory bench.baseline_app:create`` with the database URL in
 ``BENCH_DATABASE_URL``.
@@ -19,7 +24,8 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 PREFIX = "/api/v1/dpps/"
-SQL = ("SELECT v.canonical FROM passports p JOIN passport_versions v "
+COLUMNS = ("canonical", "public_canonical")
+SQL = ("SELECT v.{column} FROM passports p JOIN passport_versions v "
        "ON v.dpp_id = p.dpp_id AND v.version = p.current_version WHERE p.dpp_id = {p}")
 JSON = [(b"content-type", b"application/json")]
 NOT_FOUND = b'{"statusCode":"ClientErrorResourceNotFound"}'
@@ -46,10 +52,10 @@ async def _lifespan(receive: Any, send: Any, startup: Any = None, shutdown: Any 
 
 
 class SqliteApp:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, column: str = "canonical") -> None:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA query_only=ON")
-        self.sql = SQL.format(p="?")
+        self.sql = SQL.format(column=column, p="?")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -64,11 +70,11 @@ class SqliteApp:
 
 
 class PostgresApp:
-    def __init__(self, url: str, connections: int = 8) -> None:
+    def __init__(self, url: str, column: str = "canonical", connections: int = 8) -> None:
         self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.size = connections
         self.pool: asyncio.Queue[Any] = asyncio.Queue()
-        self.sql = SQL.format(p="%s")
+        self.sql = SQL.format(column=column, p="%s")
 
     async def _open(self) -> None:
         import psycopg
@@ -101,9 +107,12 @@ class PostgresApp:
 
 def create() -> Any:
     url = os.environ["BENCH_DATABASE_URL"]
+    column = os.environ.get("BENCH_BASELINE_COLUMN", "canonical")
+    if column not in COLUMNS:
+        raise ValueError(f"BENCH_BASELINE_COLUMN must be one of {', '.join(COLUMNS)}, not {column!r}")
     if url.startswith("sqlite"):
         database = make_url(url).database
         assert database, "the baseline needs a SQLite file"
-        return SqliteApp(database)
-    return PostgresApp(url)
+        return SqliteApp(database, column)
+    return PostgresApp(url, column)
 

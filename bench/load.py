@@ -68,17 +68,20 @@ def ensure_wrk() -> str:
     return found
 
 
-def write_script(workdir: Path, paths: list[str]) -> Path:
-    paths_file = workdir / "paths.txt"
+def write_script(workdir: Path, paths: list[str], name: str = "rotate") -> Path:
+    paths_file = workdir / f"{name}-paths.txt"
     paths_file.write_text("".join(p + "\n" for p in paths), encoding="utf-8")
-    script = workdir / "rotate.lua"
+    script = workdir / f"{name}.lua"
     script.write_text(LUA % str(paths_file).replace("\\", "\\\\").replace('"', '\\"'), encoding="utf-8")
     return script
 
 
-def run_wrk(base_url: str, script: Path, *, connections: int, duration: float, core: int | None) -> dict[str, Any]:
+def run_wrk(base_url: str, script: Path, *, connections: int, duration: float, core: int | None,
+            headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """One wrk run; ``headers`` go on every request (``wrk -H``; the script's ``wrk.format`` merges them)."""
+    extra = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     cmd = [*pinned(core), ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "5s",
-           "-s", str(script), base_url]
+           *extra, "-s", str(script), base_url]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=duration + 60)
     if done.returncode != 0:
         raise LoadFailed(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
