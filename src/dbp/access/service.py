@@ -198,16 +198,27 @@ def grants_of(session: Session, *, dpp_id: str) -> list[Grant]:
     return list(session.scalars(select(Grant).where(Grant.dpp_id == dpp_id).order_by(Grant.created_at)))
 
 
-def read_context(session: Session, *, principal: Principal, dpp_id: str) -> tuple[frozenset[str], frozenset[str]]:
-    """What a read decision needs from the database: the operators that authorised the caller's
-    organisation, and the access groups of its live grants on this passport for its stated purpose."""
-    if principal.org_id is None:
-        return frozenset(), frozenset()
-    authorised = authorised_operator_ids(session, agent_org_id=principal.org_id)
+# One round trip for a read decision: the operators that authorised the caller's organisation
+# ('a') and the groups of its live grants on the passport for the stated purpose ('g').
+READ_CONTEXT_SQL = (
+    "SELECT 'a', o.operator_id FROM authorisations a JOIN organisations o ON o.id = a.operator_org_id "
+    "WHERE a.agent_org_id = ? AND a.revoked_at IS NULL "
+    "UNION ALL SELECT 'g', g.access_groups FROM grants g WHERE g.dpp_id = ? AND g.grantee_org_id = ? "
+    "AND g.purpose = ? AND g.revoked_at IS NULL AND g.expires_at > ?"
+)
+
+
+def read_context_params(*, principal: Principal, dpp_id: str) -> tuple[str, ...]:
+    org = principal.org_id or ""
+    return (org, dpp_id, org, principal.purpose or "", now_ts())
+
+
+def read_context_from_rows(rows: list[tuple[Any, ...]]) -> tuple[frozenset[str], frozenset[str]]:
+    authorised = frozenset(str(v) for kind, v in rows if kind == "a")
     groups: set[str] = set()
-    for g in active_grants(session, dpp_id=dpp_id, grantee_org_id=principal.org_id):
-        if g.purpose == principal.purpose:
-            groups.update(g.access_groups.split(","))
+    for kind, v in rows:
+        if kind == "g":
+            groups.update(str(v).split(","))
     return authorised, frozenset(groups)
 
 

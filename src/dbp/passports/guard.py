@@ -14,7 +14,6 @@ from dbp.access import service as access
 from dbp.access.policy import ReadDecision, decide_read
 from dbp.access.principal import Principal, Role
 from dbp.audit import service as audit
-from dbp.deps import in_read_session
 from dbp.errors import Forbidden, Unauthorized
 from dbp.http import correlation_id
 from dbp.passports.attributes import AccessGroup, Kind, collect_attributes
@@ -37,11 +36,14 @@ _DYNAMIC = _dynamic_attributes()
 
 async def decide(request: Request, principal: Principal, operator_id: str | None, dpp_id: str) -> ReadDecision:
     policy = request.app.state.policy
-    if principal.is_anonymous:
+    # The anonymous public and the responsible operator itself need nothing from the database.
+    if principal.is_anonymous or (principal.operator_id == operator_id and principal.role is not Role.device
+                                  and not principal.is_authority):
         return decide_read(principal=principal, passport_operator_id=operator_id, authorised_for=frozenset(),
                            grant_groups=frozenset(), policy=policy)
-    authorised, grants = await in_read_session(
-        request, lambda s: access.read_context(s, principal=principal, dpp_id=dpp_id))
+    rows = await request.app.state.reader.rows(
+        access.READ_CONTEXT_SQL, access.read_context_params(principal=principal, dpp_id=dpp_id))
+    authorised, grants = access.read_context_from_rows(rows)
     return decide_read(principal=principal, passport_operator_id=operator_id, authorised_for=authorised,
                        grant_groups=frozenset(AccessGroup(g) for g in grants), policy=policy)
 

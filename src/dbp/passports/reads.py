@@ -62,6 +62,24 @@ class CurrentVersionReader:
             return None
         return StoredVersion(row[0], row[1], row[2], row[3], row[4].encode(), row[5])
 
+    async def rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """A small read-only query (``?`` placeholders) on the hot-path connection: on SQLite run on
+        the event loop (microseconds), elsewhere in a worker thread through the pool."""
+        if self._sqlite is not None:
+            return list(self._sqlite.execute(sql, params).fetchall())
+        named = sql
+        for i in range(len(params)):
+            named = named.replace("?", f":p{i}", 1)
+        values = {f"p{i}": v for i, v in enumerate(params)}
+
+        def run() -> list[tuple[Any, ...]]:
+            with self.engine.connect() as conn:
+                out = [tuple(r) for r in conn.execute(text(named), values).fetchall()]
+                conn.rollback()
+                return out
+
+        return await run_in_threadpool(run)
+
     def _pooled(self, sql: str, value: str) -> Any:
         with self.engine.connect() as conn:
             row = conn.execute(text(sql), {"p": value}).fetchone()
