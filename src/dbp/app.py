@@ -107,7 +107,8 @@ def create_app(settings: Settings) -> FastAPI:
     read_engine = make_engine(settings.database_url, read_only=True) if engine.dialect.name == "sqlite" else engine
     app.state.read_sessionmaker = make_sessionmaker(read_engine)
     app.state.reader = CurrentVersionReader(engine)
-    app.state.read_log = ReadLogWriter(app.state.sessionmaker, batch_size=settings.read_log_batch)
+    app.state.read_log = ReadLogWriter(app.state.sessionmaker, batch_size=settings.read_log_batch,
+                                       max_delay=settings.read_log_max_delay)
     app.state.views = ViewCache()
     app.state.policy = load_policy(settings.access_policy_file)
     app.state.tokens = TokenService(app.state.sessionmaker, issuer=settings.base_url,

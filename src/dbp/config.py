@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = Field(default=None, description="accept tokens of this external OpenID provider")
     oidc_jwks_url: str | None = Field(default=None, description="its JWKS URL (with DBP_OIDC_ISSUER)")
     read_log_batch: int = Field(default=256, ge=1, le=10000, description="access-log records per durable batch")
+    read_log_max_delay: float = Field(
+        default=0.0, ge=0, le=1, description="seconds a read waits for its batch to fill; 0 = self-clocking")
 
     # Hardening (dbp.hardening): secrets, rate limits, request sanity, CORS.
     secret_key: str | None = Field(

@@ -260,3 +260,17 @@ def test_a_stopped_loop_fails_waiting_appends_and_a_new_loop_restarts(session_fa
 def test_bad_settings_are_refused(session_factory: Any, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         ReadLogWriter(session_factory, **kwargs)
+
+
+def test_self_clocking_groups_concurrent_reads_without_a_fixed_delay(session_factory: Any) -> None:
+    """max_delay=0: no timer; records appended while a batch is written form the next batch."""
+
+    async def main() -> tuple[int, int]:
+        writer = ReadLogWriter(session_factory, batch_size=256, max_delay=0)
+        await asyncio.gather(*(writer.append(rec(n)) for n in range(600)))
+        await writer.close()
+        return writer.records_written, writer.batches_written
+
+    written, batches = asyncio.run(main())
+    assert written == 600 and len(stored_request_ids(session_factory)) == 600
+    assert batches < 100  # grouped, not one commit per read

@@ -93,7 +93,13 @@ class ReadLogWriter:
                 continue
             # group commit: wait for a full batch, but never longer than max_delay after the oldest record
             delay = self._first_at + self.max_delay - loop.time()
-            if len(self._pending) < self.batch_size and delay > 0 and not self._closing:
+            if self.max_delay == 0 and len(self._pending) < self.batch_size and not self._closing:
+                # Self-clocking group commit: let the requests that are already runnable append their
+                # records, then write. Under load the records that arrived during the previous write form
+                # the next batch, so batches grow with load and an idle server adds no fixed delay.
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+            elif len(self._pending) < self.batch_size and delay > 0 and not self._closing:
                 wakeup.clear()  # set again by the append that fills the batch, or by close
                 try:
                     async with asyncio.timeout(delay):
