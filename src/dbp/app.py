@@ -79,7 +79,7 @@ class DbpApp(FastAPI):
     """FastAPI with the hot-read fast path in front of its whole middleware stack."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        fast = FastCurrentReads(super().build_middleware_stack(), self.state.reader, self.state.read_log)
+        fast = FastCurrentReads(super().build_middleware_stack(), self.state)
         return Hardening(fast, self.state.settings)
 
 

@@ -35,13 +35,18 @@ _DYNAMIC = _dynamic_attributes()
 
 
 async def decide(request: Request, principal: Principal, operator_id: str | None, dpp_id: str) -> ReadDecision:
-    policy = request.app.state.policy
+    return await decide_on(request.app.state, principal, operator_id, dpp_id)
+
+
+async def decide_on(state: Any, principal: Principal, operator_id: str | None, dpp_id: str) -> ReadDecision:
+    """The read decision, from the app state (policy + hot-path reader); usable outside a route."""
+    policy = state.policy
     # The anonymous public and the responsible operator itself need nothing from the database.
     if principal.is_anonymous or (principal.operator_id == operator_id and principal.role is not Role.device
                                   and not principal.is_authority):
         return decide_read(principal=principal, passport_operator_id=operator_id, authorised_for=frozenset(),
                            grant_groups=frozenset(), policy=policy)
-    rows = await request.app.state.reader.rows(
+    rows = await state.reader.rows(
         access.READ_CONTEXT_SQL, access.read_context_params(principal=principal, dpp_id=dpp_id))
     authorised, grants = access.read_context_from_rows(rows)
     return decide_read(principal=principal, passport_operator_id=operator_id, authorised_for=authorised,
@@ -59,9 +64,13 @@ async def log_read(request: Request, principal: Principal, *, action: audit.Acti
 
 async def view_for(request: Request, principal: Principal, v: StoredVersion) -> tuple[StoredVersion, ReadDecision]:
     """The view of ``v`` the caller may read (not logged: for callers that log themselves)."""
-    decision = await decide(request, principal, v.operator_id, v.dpp_id)
+    return await view_on(request.app.state, principal, v)
+
+
+async def view_on(state: Any, principal: Principal, v: StoredVersion) -> tuple[StoredVersion, ReadDecision]:
+    decision = await decide_on(state, principal, v.operator_id, v.dpp_id)
     if not decision.everything:
-        body, sha = request.app.state.views.get(v.dpp_id, v.version, decision.groups, v.body)
+        body, sha = state.views.get(v.dpp_id, v.version, decision.groups, v.body)
         v = replace(v, body=body, sha256=sha)
     return v, decision
 

@@ -16,9 +16,11 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dbp.access.deps import stated_purpose
 from dbp.access.principal import ANONYMOUS
 from dbp.audit.service import AccessRecord, Action
 from dbp.http import accepted_representation, client_correlation_id, new_correlation_id
+from dbp.passports import guard
 from dbp.passports.service import StoredVersion
 
 _SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, v.{body}, p.operator_id FROM passports p " \
@@ -97,47 +99,90 @@ BY_PRODUCT = "/api/v1/dppsByProductId/"
 
 
 class FastCurrentReads:
-    """The two hottest reads, served before FastAPI: an anonymous ``GET /api/v1/dpps/{dppId}`` or
-    ``GET /api/v1/dppsByProductId/{productId}`` answered with the stored public view (Annex XIII
-    point 1), after its access-log record is committed.
+    """The two hottest reads, served before FastAPI: ``GET /api/v1/dpps/{dppId}`` and
+    ``GET /api/v1/dppsByProductId/{productId}`` as plain JSON — anonymously (the stored public view)
+    or with a bearer token (the caller's view) — after the read's access-log record is committed.
 
-    Measured (bench/): the FastAPI layer costs ~55 µs per request, four times the SQLite lookup;
-    the public view's bytes are final when the version is written, so nothing here needs the
-    framework. Anything else — credentials, a query string, an HTML or unusual Accept,
-    If-None-Match, an id that is too long or holds odd characters, a miss, any error — goes to the
-    FastAPI routes, which remain the documented operations and answer identically (headers come
-    from ``StoredVersion.headers``, the same as the routes').
+    Measured (bench/): the FastAPI layer costs ~55 µs per request, four times the SQLite lookup, and
+    for these reads nothing needs it: the token is verified from a cache, the decision and the view
+    come from the same functions the routes use (``guard.view_on``), the headers from
+    ``StoredVersion.headers``. Anything else — an API key, a query string, an HTML or unusual Accept,
+    If-None-Match, an id that is too long or holds odd characters, a miss, any error (bad token, bad
+    purpose, database trouble) — goes to the FastAPI routes, which remain the documented operations,
+    answer identically and produce the error objects.
     """
 
-    def __init__(self, app: ASGIApp, reader: CurrentVersionReader, read_log: Any) -> None:
+    def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
-        self.reader = reader
-        self.read_log = read_log
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             try:
-                version = await self._lookup(scope)
-                if version is not None:
-                    cid = client_correlation_id(scope["headers"]) or new_correlation_id()
-                    await self.read_log.append(AccessRecord.of(
-                        ANONYMOUS, action=Action.read, dpp_id=version.dpp_id,
-                        passport_operator_id=version.operator_id, detail=PUBLIC_DETAIL, outcome="granted",
-                        reason=PUBLIC_REASON, request_id=cid))
+                answer = await self._answer(scope)
             except Exception:  # any failure: let the routes answer, with their error object
-                version = None
-            if version is not None:
+                answer = None
+            if answer is not None:
+                version, groups, cid = answer
                 headers = [(k.lower().encode(), v.encode()) for k, v in version.headers().items()]
                 headers += [(b"content-type", b"application/json"),
                             (b"content-length", str(len(version.body)).encode()),
-                            (b"x-dpp-access", PUBLIC_DETAIL[0].encode()),
-                            (b"x-correlation-id", cid.encode())]
+                            (b"x-dpp-access", groups.encode()), (b"x-correlation-id", cid.encode())]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": version.body})
                 return
         await self.app(scope, receive, send)
 
-    async def _lookup(self, scope: Scope) -> StoredVersion | None:
+    async def _answer(self, scope: Scope) -> tuple[StoredVersion, str, str] | None:
+        target = self._target(scope)
+        if target is None:
+            return None
+        key, by_product = target
+        accept: bytes | None = None
+        authorization: bytes | None = None
+        purpose: bytes | None = None
+        for name, value in scope["headers"]:
+            if name in _ROUTE_HEADERS:
+                return None
+            if name == b"accept" and accept is None:  # the first Accept header, as Starlette reads it
+                accept = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"x-purpose":
+                purpose = value
+        if accepted_representation((accept or b"").decode("latin-1")) != "json":
+            return None
+        reader: CurrentVersionReader = self.state.reader
+        cid = client_correlation_id(scope["headers"]) or new_correlation_id()
+        if authorization is None:
+            if purpose is not None:
+                return None  # let the route validate it
+            version = await (reader.by_product_id(normalise_product_path(key), public=True) if by_product
+                             else reader.by_id(key, public=True))
+            if version is None:
+                return None
+            await self.state.read_log.append(AccessRecord.of(
+                ANONYMOUS, action=Action.read, dpp_id=version.dpp_id, passport_operator_id=version.operator_id,
+                detail=PUBLIC_DETAIL, outcome="granted", reason=PUBLIC_REASON, request_id=cid))
+            return version, PUBLIC_DETAIL[0], cid
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        principal = self.state.tokens.verify(token.strip())  # raises → the route answers 401 and logs it
+        if purpose is not None:
+            principal = principal.with_purpose(stated_purpose(purpose.decode("latin-1")))
+        full = await (reader.by_product_id(normalise_product_path(key)) if by_product else reader.by_id(key))
+        if full is None:
+            return None
+        view, decision = await guard.view_on(self.state, principal, full)
+        groups = sorted(g.value for g in decision.groups)
+        await self.state.read_log.append(AccessRecord.of(
+            principal, action=Action.read, dpp_id=view.dpp_id, passport_operator_id=view.operator_id, detail=groups,
+            outcome="granted", reason=decision.reason, request_id=cid))
+        return view, ", ".join(groups), cid
+
+    @staticmethod
+    def _target(scope: Scope) -> tuple[str, bool] | None:
         path: str = scope["path"]
         if path.startswith(BY_ID):
             key, by_product = path[len(BY_ID):], False
@@ -151,20 +196,10 @@ class FastCurrentReads:
             return None
         if not key.isprintable():  # NUL, controls: let the routes refuse them with an error object
             return None
-        accept: bytes | None = None
-        for name, value in scope["headers"]:
-            if name in _ROUTE_HEADERS:
-                return None
-            if name == b"accept" and accept is None:  # the first Accept header, as Starlette reads it
-                accept = value
-        if accepted_representation((accept or b"").decode("latin-1")) != "json":
-            return None
-        if by_product:
-            return await self.reader.by_product_id(normalise_product_path(key), public=True)
-        return await self.reader.by_id(key, public=True)
+        return key, by_product
 
 
-# Requests carrying these go to the routes: credentials (a non-public view), conditional reads.
-_ROUTE_HEADERS = frozenset({b"authorization", b"x-api-key", b"if-none-match"})
+# Requests carrying these go to the routes: device keys (a database lookup), conditional reads.
+_ROUTE_HEADERS = frozenset({b"x-api-key", b"if-none-match"})
 PUBLIC_DETAIL = ["public"]
 PUBLIC_REASON = "public: Annex XIII point 1 only"
