@@ -38,6 +38,13 @@ PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "change this", "chang
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s?#@]+")
 
 
+def _comma_list(value: object) -> list[object] | None:
+    """A DBP_* list given as "a,b,c" (environment) or as a list (code); None for anything else."""
+    if isinstance(value, str):
+        return list(value.split(","))
+    return list(value) if isinstance(value, list | tuple) else None
+
+
 class Settings(BaseSettings):
     """All knobs of one dbp process. Refuses unsafe combinations in production."""
 
@@ -55,7 +62,6 @@ class Settings(BaseSettings):
         default=None, description="external base URL used in links; defaults to http://host:port"
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    max_page_size: int = Field(default=1000, ge=1)
     sql_echo: bool = False
     token_ttl_seconds: int = Field(default=600, ge=30, le=86400, description="lifetime of issued access tokens")
     access_policy_file: str | None = Field(
@@ -101,12 +107,11 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_cors_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.split(",")
-        if not isinstance(value, list | tuple):
+        items = _comma_list(value)
+        if items is None:
             return value
         origins = []
-        for raw in value:
+        for raw in items:
             origin = str(raw).strip().rstrip("/").lower()
             if not origin:
                 continue
@@ -118,12 +123,11 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_trusted_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.split(",")
-        if not isinstance(value, list | tuple):
+        items = _comma_list(value)
+        if items is None:
             return value
         try:
-            return [str(ip_network(str(v).strip(), strict=False)) for v in value if str(v).strip()]
+            return [str(ip_network(str(v).strip(), strict=False)) for v in items if str(v).strip()]
         except ValueError as exc:
             raise ValueError(f"DBP_TRUSTED_PROXIES: {exc}") from None
 

@@ -389,12 +389,6 @@ def patch_passport(session: Session, *, dpp_id: str, body: bytes, if_match: str 
                   transform=lambda old: paths.merge_patch(old, patch), now=now)
 
 
-def read_element(session: Session, *, dpp_id: str, element_path: str) -> bytes:
-    path = paths.parse_element_path(element_path)
-    current = read_current(session, dpp_id=dpp_id)
-    return orjson.dumps(paths.get_element(orjson.loads(current.body), path))
-
-
 def patch_element(session: Session, *, dpp_id: str, element_path: str, body: bytes,
                   if_match: str | None = None, now: datetime | None = None) -> StoredVersion:
     """UpdateDataElement: replace one element (``null`` removes it) as a new version."""
