@@ -21,7 +21,7 @@ from dbp.app import create_app
 from dbp.config import Settings
 from dbp.hardening import DOCS_CSP, HTML_CSP, Hardening, constant_time_equals
 from dbp.passports.reads import FastCurrentReads
-from dbp.passports.service import create_passport
+from dbp.passports.service import StoredVersion, create_passport
 
 API = "/api/v1"
 ALLOWED = "https://app.example"
@@ -444,7 +444,12 @@ def assert_hardened(r: httpx.Response) -> None:
 
 def test_the_app_is_wrapped_outermost(server: ServerThread) -> None:
     stack = server.config.app.build_middleware_stack()  # type: ignore[union-attr]
-    assert isinstance(stack, Hardening) and isinstance(stack.app, FastCurrentReads)
+    assert isinstance(stack, Hardening) and isinstance(stack.fast, FastCurrentReads)
+
+
+def test_fast_path_headers_are_the_routes_headers() -> None:
+    version = StoredVersion("urn:uuid:x", 12, "2027-02-18T10:00:00.000000Z", "ab" * 32, b"{}", "EO-1")
+    assert version.raw_headers() == [(k.lower().encode(), v.encode()) for k, v in version.headers().items()]
 
 
 def test_headers_on_every_kind_of_response(server: ServerThread, session_factory: Any,

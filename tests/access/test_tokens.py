@@ -20,6 +20,7 @@ from joserfc import jwt
 from joserfc.jwk import OKPKey
 from sqlalchemy import select, update
 
+from conftest import settle_access_log
 from dbp.access import service as access
 from dbp.access.models import ApiClient, ApiKey, SigningKey
 from dbp.access.principal import Principal, PrincipalKind, Role
@@ -133,6 +134,7 @@ def assert_refused(st: Setup, headers: dict[str, str], *, what: str = "") -> Non
             assert secret not in r.text, f"{what}: {method} {url} leaks {secret}"
         assert "x-dpp-access" not in r.headers and "etag" not in r.headers
         # the refused attempt is in the access log, denied, with the reason it was given
+        settle_access_log(st.session_factory.kw["bind"])
         with st.session_factory() as s:
             rows = list(s.scalars(select(AccessLog).where(AccessLog.request_id == cid)))
         assert len(rows) == 1, f"{what}: {method} {url}: {len(rows)} access-log records"
@@ -290,6 +292,7 @@ def test_refused_credentials_on_a_passport_read_are_logged(setup: Setup) -> None
     cid = f"t-{uuid.uuid4().hex}"
     r = st.http.get(f"/api/v1/dpps/{st.dpp}", headers={**st.auth(forged), "X-Correlation-ID": cid})
     assert r.status_code == 401
+    settle_access_log(st.session_factory.kw["bind"])
     with st.session_factory() as s:
         rows = list(s.scalars(select(AccessLog).where(AccessLog.request_id == cid)))
     assert len(rows) == 1 and rows[0].outcome == "denied" and rows[0].dpp_id == st.dpp

@@ -4,6 +4,7 @@ append whose batch could not be stored raises ServiceUnavailable; close() writes
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -12,10 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from conftest import settle_access_log
 from dbp.access.principal import Principal, PrincipalKind, Role
-from dbp.audit import durable
+from dbp.audit import staging
 from dbp.audit.durable import ReadLogWriter
-from dbp.audit.models import AccessLog
+from dbp.audit.models import AccessLog, AccessLogIntake
 from dbp.audit.service import AccessRecord
 from dbp.db import make_engine, make_sessionmaker
 from dbp.errors import ServiceUnavailable
@@ -29,6 +31,7 @@ def rec(n: int) -> AccessRecord:
 
 
 def stored_request_ids(factory: Any) -> list[str]:
+    settle_access_log(factory.kw["bind"])
     with factory() as s:
         return list(s.scalars(select(AccessLog.request_id).order_by(AccessLog.id)))
 
@@ -126,19 +129,27 @@ def test_close_of_an_unused_writer(session_factory: Any) -> None:
         asyncio.run(writer.append(rec(1)))
 
 
-def test_the_database_is_written_off_the_event_loop(session_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    threads: list[str] = []
-    real = durable.record_many
-
-    def slow_record_many(session: Any, recs: Any) -> None:
-        threads.append(threading.current_thread().name)
-        time.sleep(0.3)
-        real(session, recs)
-
-    monkeypatch.setattr(durable, "record_many", slow_record_many)
+def test_a_held_write_lock_never_stalls_the_event_loop(session_factory: Any) -> None:
+    """While another transaction holds the write lock for 300 ms, the loop keeps running; the batch is
+    committed (on the writer thread) once the lock is free, and the append returns only then."""
+    engine = session_factory.kw["bind"]
     writer = ReadLogWriter(session_factory)
+    holder: Any
+    if engine.dialect.name == "sqlite":  # the write lock of the staging file the records go to
+        holder = staging.open_staging(engine.url.database, busy_ms=0)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        holder = engine.connect()
+        holder.begin()
+        holder.exec_driver_sql("LOCK TABLE access_log IN EXCLUSIVE MODE")
+    released: list[float] = []
 
-    async def main() -> int:
+    def release() -> None:
+        time.sleep(0.3)
+        released.append(time.monotonic())
+        holder.rollback()
+
+    async def main() -> tuple[int, float]:
         ticks = 0
 
         async def ticker() -> None:
@@ -148,29 +159,79 @@ def test_the_database_is_written_off_the_event_loop(session_factory: Any, monkey
                 ticks += 1
 
         tick = asyncio.create_task(ticker())
+        threading.Thread(target=release).start()
         await writer.append(rec(1))
+        returned = time.monotonic()
         tick.cancel()
+        await writer.flush()  # no move of the staged records runs now
+        await writer.append(rec(2))  # the lock is free again
         await writer.close()
-        return ticks
+        return ticks, returned
 
-    assert asyncio.run(main()) >= 10  # the loop kept running while the batch took 300 ms
-    assert threads and all(name.startswith("dbp-access-log") for name in threads)
-    assert threading.main_thread().name not in threads
+    try:
+        ticks, returned = asyncio.run(main())
+    finally:
+        holder.close()
+    assert ticks >= 10  # the loop kept running while the batch waited 300 ms for the lock
+    assert released and returned >= released[0]  # answered only after its record could be committed
+    assert stored_request_ids(session_factory) == ["req-1", "req-2"]
+    if engine.dialect.name == "sqlite":
+        assert writer.batches_on_loop == 1  # the second batch went straight in, on the loop
+
+
+def test_sqlite_batches_are_staged_on_the_loop_and_moved_into_the_log(session_factory: Any) -> None:
+    engine = session_factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("staging is SQLite's; other databases always write access_log on the writer thread")
+    writer = ReadLogWriter(session_factory)
+    path = engine.url.database
+
+    async def main() -> int:
+        await writer.flush()  # starts the writer's thread; its start-up move runs first
+        for n in range(3):
+            await asyncio.gather(*(writer.append(rec(10 * n + k)) for k in range(10)))
+        staged = _count(staging.staging_path(path), "read_log")
+        await writer.close()
+        return staged
+
+    assert asyncio.run(main()) >= 1  # committed to the staging file (a move may have taken some already)
+    assert writer.batches_on_loop == writer.batches_written == 3
+    # close moved everything: nothing left staged, every record in access_log (read without settling)
+    assert _count(staging.staging_path(path), "read_log") == 0
+    assert _count(path, "access_log") == 30
+
+
+def _count(path: str, table: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
 
 
 @pytest.fixture()
 def throwaway(tmp_path: Path) -> Any:
-    """A SQLite file with an access_log table, and its sessionmaker."""
+    """A SQLite file with the access-log tables, and its sessionmaker."""
     engine = make_engine(f"sqlite:///{tmp_path / 'log.sqlite3'}")
-    AccessLog.metadata.create_all(engine, tables=[AccessLog.__table__])  # type: ignore[list-item]
+    AccessLog.metadata.create_all(engine, tables=[AccessLog.__table__, AccessLogIntake.__table__])  # type: ignore[list-item]
     yield engine, make_sessionmaker(engine)
     engine.dispose()
 
 
+REFUSE = "CREATE TRIGGER refuse BEFORE INSERT ON read_log BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+
+
+def _on_staging(engine: Any, sql: str) -> None:
+    conn = staging.open_staging(engine.url.database, busy_ms=5000)
+    try:
+        conn.execute(sql)
+    finally:
+        conn.close()
+
+
 def test_a_failed_write_fails_every_waiting_append(throwaway: Any) -> None:
     engine, factory = throwaway
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE access_log"))
+    _on_staging(engine, REFUSE)  # every insert where SQLite commits read records fails
     writer = ReadLogWriter(factory, batch_size=256, max_delay=0.01)
 
     async def main() -> list[BaseException | None]:
@@ -185,6 +246,7 @@ def test_a_failed_write_fails_every_waiting_append(throwaway: Any) -> None:
     assert all(r.__cause__ is not None for r in results if r is not None)
     assert len({id(r) for r in results}) == 600  # one exception each: no shared traceback
     assert writer.records_written == 0
+    assert stored_request_ids(factory) == []
 
 
 def test_the_writer_recovers_when_the_database_does(throwaway: Any) -> None:
@@ -193,17 +255,61 @@ def test_the_writer_recovers_when_the_database_does(throwaway: Any) -> None:
 
     async def main() -> None:
         await writer.append(rec(1))
-        with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE access_log RENAME TO access_log_away"))
+        _on_staging(engine, REFUSE)
         with pytest.raises(ServiceUnavailable):
             await writer.append(rec(2))
-        with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE access_log_away RENAME TO access_log"))
+        _on_staging(engine, "DROP TRIGGER refuse")
         await writer.append(rec(3))
         await writer.close()
 
     asyncio.run(main())
     assert stored_request_ids(factory) == ["req-1", "req-3"]
+
+
+def test_staged_records_wait_for_access_log_and_are_moved_exactly_once(throwaway: Any) -> None:
+    """When access_log cannot take them, read records stay staged (reads are still answered), a query's
+    flush says so (503), and once the table is back every record arrives once, in order."""
+    engine, factory = throwaway
+    writer = ReadLogWriter(factory, max_delay=0.001)
+
+    async def main() -> None:
+        await writer.append(rec(1))
+        await writer.flush()
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE access_log RENAME TO access_log_away"))
+        for n in range(2, 6):
+            await writer.append(rec(n))  # durable in the staging file
+        with pytest.raises(ServiceUnavailable):
+            await writer.flush()
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE access_log_away RENAME TO access_log"))
+        await writer.flush()
+        await writer.flush()  # nothing left: moves nothing twice
+        await writer.close()
+
+    asyncio.run(main())
+    assert stored_request_ids(factory) == [f"req-{n}" for n in range(1, 6)]
+    assert staging.move_all(engine.url.database) == 0
+
+
+def test_a_lost_staging_table_starts_a_new_source(throwaway: Any) -> None:
+    """Staged ids restart when the table is recreated; a new source id keeps them from being taken
+    for records already moved."""
+    engine, factory = throwaway
+    writer = ReadLogWriter(factory, max_delay=0.001)
+
+    async def main() -> None:
+        for n in range(1, 4):
+            await writer.append(rec(n))
+        await writer.flush()
+        _on_staging(engine, "DROP TABLE read_log")
+        writer._staged.close()  # type: ignore[union-attr]  # as after a restart: connections reopen
+        for n in range(4, 6):
+            await writer.append(rec(n))
+        await writer.close()
+
+    asyncio.run(main())
+    assert stored_request_ids(factory) == [f"req-{n}" for n in range(1, 6)]
 
 
 def test_an_unreachable_database_fails_the_appends(tmp_path: Path) -> None:

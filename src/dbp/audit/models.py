@@ -38,3 +38,13 @@ class AccessLog(Base):
     detail: Mapped[str] = mapped_column(Text)  # JSON list: access groups returned, or fields changed
     outcome: Mapped[str] = mapped_column(String(16))  # granted | denied
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AccessLogIntake(Base):
+    """SQLite only (``dbp.audit.staging``): per read-log staging file, the highest staged record id already
+    moved into ``access_log``. Updated in the transaction that moves the records, so none is moved twice."""
+
+    __tablename__ = "access_log_intake"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)  # the staging file's random id
+    moved_upto: Mapped[int] = mapped_column(BigInteger)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from dbp.access.deps import PrincipalDep
@@ -16,7 +16,15 @@ from dbp.deps import ReadSessionDep
 from dbp.errors import NotAcceptable
 from dbp.http import json_response
 
-router = APIRouter(prefix="/api/v1")
+
+async def _settled(request: Request) -> None:
+    """Every read record committed so far is in ``access_log`` before the query runs (on SQLite they
+    are committed to a staging file first: ``dbp.audit.staging``)."""
+    await request.app.state.read_log.flush()
+
+
+# every query sees every committed record
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(_settled)])
 
 Filter = Annotated[str | None, Query(max_length=512)]
 Instant = Annotated[str | None, Query(max_length=64, description="ISO 8601 instant (a bare date: that UTC day)")]

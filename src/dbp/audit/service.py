@@ -15,11 +15,11 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, NamedTuple, cast, overload
 
 import orjson
 from sqlalchemy import ColumnElement, Table, and_, false, func, insert, or_, select, true
@@ -74,9 +74,30 @@ _MAX_ID = 2**63 - 1
 
 def timestamp(now: datetime | None = None) -> str:
     """Fixed-width UTC ISO 8601 with microseconds (the passports' convention): sorts chronologically as text."""
-    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if now is None:
+        return _now()
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def _now() -> str:
+    """``timestamp()`` of the current time, formatting the date and time of day once per second: every
+    read writes a record, and ``datetime.strftime`` would cost more than the rest of the record."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    if seconds != _second[0]:
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second[0] = seconds
+    return f"{_second[1]}.{nanos // 1000:06d}Z"
+
+
+@overload
+def _fit(value: str, width: int | None) -> str: ...
+@overload
+def _fit(value: None, width: int | None) -> None: ...
+@overload
+def _fit(value: str | None, width: int | None) -> str | None: ...
 def _fit(value: str | None, width: int | None) -> str | None:
     """``value`` storable in a column of ``width`` characters on every database (PostgreSQL refuses NUL).
 
@@ -92,10 +113,11 @@ def _fit(value: str | None, width: int | None) -> str | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class AccessRecord:
-    """One access to passport data, ready to be stored. ``detail`` is the stored JSON text (a list of
-    the access groups returned, or of the fields changed)."""
+class AccessRecord(NamedTuple):
+    """One access to passport data, ready to be stored: the column values in :data:`COLUMNS` order, each
+    already cut to fit its column. ``detail`` is the stored JSON text (a list of the access groups
+    returned, or of the fields changed). A tuple, not a dataclass: every read builds one, and a frozen
+    dataclass costs several times as much to construct."""
 
     at: str
     request_id: str
@@ -122,29 +144,33 @@ class AccessRecord:
         if outcome not in ("granted", "denied"):
             raise ValueError(f"outcome must be 'granted' or 'denied', got {outcome!r}")
         return cls(
-            at=at or timestamp(),
-            request_id=request_id,
-            principal=principal.subject,
-            principal_kind=str(principal.kind),
-            org_id=principal.org_id,
-            role=None if principal.role is None else str(principal.role),
-            purpose=principal.purpose,
-            dpp_id=dpp_id,
-            passport_operator_id=passport_operator_id,
-            action=str(action),
-            detail=orjson.dumps(list(detail or ())).decode(),
-            outcome=str(outcome),
-            reason=reason,
+            _fit(at or timestamp(), 27),
+            _fit(request_id, 128),
+            _fit(principal.subject, 256),
+            _fit(str(principal.kind), 16),
+            _fit(principal.org_id, 64),
+            None if principal.role is None else _fit(str(principal.role), 32),
+            _fit(principal.purpose, 64),
+            _fit(dpp_id, 256),
+            _fit(passport_operator_id, 512),
+            _fit(str(action), 32),
+            _fit(orjson.dumps(list(detail or ())).decode(), None),
+            str(outcome),
+            _fit(reason, None),
         )
 
+    def values(self) -> tuple[str | None, ...]:
+        """The column values to insert, in the order of :data:`COLUMNS`."""
+        return tuple(self)
+
     def row(self) -> dict[str, Any]:
-        """The column values to insert, each cut to fit its column."""
-        return {"at": _fit(self.at, 27), "request_id": _fit(self.request_id, 128),
-                "principal": _fit(self.principal, 256), "principal_kind": _fit(self.principal_kind, 16),
-                "org_id": _fit(self.org_id, 64), "role": _fit(self.role, 32), "purpose": _fit(self.purpose, 64),
-                "dpp_id": _fit(self.dpp_id, 256), "passport_operator_id": _fit(self.passport_operator_id, 512),
-                "action": _fit(self.action, 32), "detail": _fit(self.detail, None),
-                "outcome": _fit(self.outcome, 16), "reason": _fit(self.reason, None)}
+        """The column values to insert by column name."""
+        return self._asdict()
+
+
+COLUMNS = AccessRecord._fields
+# For DB-API executemany with ``?`` placeholders (SQLite's qmark style).
+INSERT_QMARK = f"INSERT INTO access_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 # ------------------------------------------------------------------------------------ appending

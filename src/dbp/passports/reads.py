@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from dbp.access.deps import stated_purpose
 from dbp.access.principal import ANONYMOUS
@@ -30,6 +30,11 @@ _SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, v.{body}, p.operat
 def _sql(key: str, *, public: bool, placeholder: str) -> str:
     sha, body = ("public_sha256", "public_canonical") if public else ("sha256", "canonical")
     return _SELECT.format(sha=sha, body=body, key=key, p=placeholder)
+
+
+# (key column, public view?) -> statement, for SQLite (?) and SQLAlchemy (:p): built once, not per read
+_QMARK = {(k, pub): _sql(k, public=pub, placeholder="?") for k in ("dpp_id", "product_id") for pub in (True, False)}
+_NAMED = {(k, pub): _sql(k, public=pub, placeholder=":p") for k in ("dpp_id", "product_id") for pub in (True, False)}
 
 
 class CurrentVersionReader:
@@ -57,9 +62,9 @@ class CurrentVersionReader:
 
     async def _one(self, key: str, value: str, public: bool) -> StoredVersion | None:
         if self._sqlite is not None:
-            row = self._sqlite.execute(_sql(key, public=public, placeholder="?"), (value,)).fetchone()
+            row = self._sqlite.execute(_QMARK[key, public], (value,)).fetchone()
         else:
-            row = await run_in_threadpool(self._pooled, _sql(key, public=public, placeholder=":p"), value)
+            row = await run_in_threadpool(self._pooled, _NAMED[key, public], value)
         if row is None:
             return None
         return StoredVersion(row[0], row[1], row[2], row[3], row[4].encode(), row[5])
@@ -99,41 +104,39 @@ BY_PRODUCT = "/api/v1/dppsByProductId/"
 
 
 class FastCurrentReads:
-    """The two hottest reads, served before FastAPI: ``GET /api/v1/dpps/{dppId}`` and
+    """The two hottest reads, answered before FastAPI: ``GET /api/v1/dpps/{dppId}`` and
     ``GET /api/v1/dppsByProductId/{productId}`` as plain JSON — anonymously (the stored public view)
     or with a bearer token (the caller's view) — after the read's access-log record is committed.
 
-    Measured (bench/): the FastAPI layer costs ~55 µs per request, four times the SQLite lookup, and
-    for these reads nothing needs it: the token is verified from a cache, the decision and the view
-    come from the same functions the routes use (``guard.view_on``), the headers from
-    ``StoredVersion.headers``. Anything else — an API key, a query string, an HTML or unusual Accept,
-    If-None-Match, an id that is too long or holds odd characters, a miss, any error (bad token, bad
-    purpose, database trouble) — goes to the FastAPI routes, which remain the documented operations,
-    answer identically and produce the error objects.
+    ``Hardening`` calls it (``fast=``) once a request passed the rate limits and sanity checks; it
+    returns ``(headers, body)`` of a ``200``, or None to let the routes answer. Measured (bench/): the
+    FastAPI layer costs ~55 µs per request, four times the SQLite lookup, and for these reads nothing
+    needs it: the token is verified from a cache, the decision and the view come from the same
+    functions the routes use (``guard.view_on``), the headers from ``StoredVersion.raw_headers``.
+    Anything else — an API key, a query string, an HTML or unusual Accept, If-None-Match, an id that is
+    too long or holds odd characters, a miss, any error (bad token, bad purpose, database trouble) — goes
+    to the FastAPI routes, which remain the documented operations, answer identically and produce the
+    error objects.
     """
 
-    def __init__(self, app: ASGIApp, state: Any) -> None:
-        self.app = app
+    def __init__(self, state: Any) -> None:
         self.state = state
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
-            try:
-                answer = await self._answer(scope)
-            except Exception:  # any failure: let the routes answer, with their error object
-                answer = None
-            if answer is not None:
-                version, groups, cid = answer
-                headers = [(k.lower().encode(), v.encode()) for k, v in version.headers().items()]
-                headers += [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(version.body)).encode()),
-                            (b"x-dpp-access", groups.encode()), (b"x-correlation-id", cid.encode())]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": version.body})
-                return
-        await self.app(scope, receive, send)
+    async def __call__(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+        if scope["query_string"]:
+            return None
+        try:
+            answer = await self._answer(scope)
+        except Exception:  # any failure: let the routes answer, with their error object
+            return None
+        if answer is None:
+            return None
+        version, groups, cid = answer
+        return [*version.raw_headers(), (b"content-type", b"application/json"),
+                (b"content-length", str(len(version.body)).encode()), (b"x-dpp-access", groups),
+                (b"x-correlation-id", cid.encode())], version.body
 
-    async def _answer(self, scope: Scope) -> tuple[StoredVersion, str, str] | None:
+    async def _answer(self, scope: Scope) -> tuple[StoredVersion, bytes, str] | None:
         target = self._target(scope)
         if target is None:
             return None
@@ -150,7 +153,7 @@ class FastCurrentReads:
                 authorization = value
             elif name == b"x-purpose":
                 purpose = value
-        if accepted_representation((accept or b"").decode("latin-1")) != "json":
+        if accept is not None and accepted_representation(accept.decode("latin-1")) != "json":
             return None
         reader: CurrentVersionReader = self.state.reader
         cid = client_correlation_id(scope["headers"]) or new_correlation_id()
@@ -164,7 +167,7 @@ class FastCurrentReads:
             await self.state.read_log.append(AccessRecord.of(
                 ANONYMOUS, action=Action.read, dpp_id=version.dpp_id, passport_operator_id=version.operator_id,
                 detail=PUBLIC_DETAIL, outcome="granted", reason=PUBLIC_REASON, request_id=cid))
-            return version, PUBLIC_DETAIL[0], cid
+            return version, PUBLIC_GROUPS, cid
         scheme, _, token = authorization.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
@@ -179,7 +182,7 @@ class FastCurrentReads:
         await self.state.read_log.append(AccessRecord.of(
             principal, action=Action.read, dpp_id=view.dpp_id, passport_operator_id=view.operator_id, detail=groups,
             outcome="granted", reason=decision.reason, request_id=cid))
-        return view, ", ".join(groups), cid
+        return view, ", ".join(groups).encode(), cid
 
     @staticmethod
     def _target(scope: Scope) -> tuple[str, bool] | None:
@@ -202,4 +205,5 @@ class FastCurrentReads:
 # Requests carrying these go to the routes: device keys (a database lookup), conditional reads.
 _ROUTE_HEADERS = frozenset({b"x-api-key", b"if-none-match"})
 PUBLIC_DETAIL = ["public"]
+PUBLIC_GROUPS = b"public"
 PUBLIC_REASON = "public: Annex XIII point 1 only"

@@ -76,6 +76,11 @@ class StoredVersion:
         return {"ETag": self.etag, "X-DPP-Version": str(self.version), "Last-Modified-At": self.created_at,
                 "Cache-Control": "no-cache"}
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """``headers()`` as ASGI wants them (lower-case names, bytes), for the hot read path."""
+        return [(b"etag", b'"%s"' % self.sha256.encode()), (b"x-dpp-version", b"%d" % self.version),
+                (b"last-modified-at", self.created_at.encode()), (b"cache-control", b"no-cache")]
+
 
 @dataclass(frozen=True)
 class Rendered:
