@@ -43,6 +43,10 @@ def table(doc: dict[str, Any]) -> str:
         d, b = read["dbp"]["latency_ms"], read["baseline"]["latency_ms"]
         lines.append(f"  {'  latency p50 / p99 (ms)':<34}{d['p50']:>6.2f} /{d['p99']:>6.2f}"
                      f"{b['p50']:>7.2f} /{b['p99']:>6.2f}")
+        dc, bc = read["dbp"].get("cpu_us_per_request"), read["baseline"].get("cpu_us_per_request")
+        if dc and bc:
+            lines.append(f"  {'  CPU per request (µs)':<34}{dc:>12.1f}{bc:>14.1f}{read['cpu_ratio'] or bc / dc:>8.2f}"
+                         f"  (throughput ratio {read['throughput_ratio']:.2f}; the lower ratio counts)")
         log = read.get("access_log")
         if log:
             flag = "" if log["within_bounds"] else (f"  LOST {log['missing']:,}" if log["missing"] else

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,22 @@ FACTORIES = {"dbp": "bench.servers:dbp_app", "baseline": "bench.baseline_app:cre
 
 class ServerFailed(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running uvicorn process: its base URL and process id."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the process has used so far (all its threads), None where /proc is missing."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 # dbp's settings for the benchmark, beyond the database: the rate limiter stays on (its per-request
@@ -64,8 +81,8 @@ def command(name: str, port: int, core: int | None) -> list[str]:
 
 @contextmanager
 def uvicorn(name: str, database_url: str, *, core: int | None, log_dir: Path, probe: str,
-            env: dict[str, str] | None = None, label: str | None = None) -> Iterator[str]:
-    """Start one server, wait until ``probe`` answers 200, yield its base URL, stop it (by its pid).
+            env: dict[str, str] | None = None, label: str | None = None) -> Iterator[Server]:
+    """Start one server, wait until ``probe`` answers 200, yield it (URL and pid), stop it (by its pid).
 
     ``env``: extra environment for the server (e.g. the baseline's ``BENCH_BASELINE_COLUMN``);
     ``label`` names it in logs and errors (default ``name``)."""
@@ -90,7 +107,7 @@ def uvicorn(name: str, database_url: str, *, core: int | None, log_dir: Path, pr
             if time.monotonic() > deadline:
                 raise ServerFailed(f"{label} server did not answer {probe} within 60 s:\n{_tail(log_path)}")
             time.sleep(0.1)
-        yield base
+        yield Server(base, proc.pid)
     finally:
         if proc.poll() is None:
             proc.terminate()

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default=None, description="TOML file of read rights per role and purpose; default: the bundled policy")
     oidc_issuer: str | None = Field(default=None, description="accept tokens of this external OpenID provider")
     oidc_jwks_url: str | None = Field(default=None, description="its JWKS URL (with DBP_OIDC_ISSUER)")
+    telemetry: bool = Field(
+        default=False, description="FastAPI's OpenTelemetry traces, metrics and logs per request (exporters from "
+                                   "the OTEL_* variables with FASTAPI_OTEL_AUTO_CONFIGURE=true); off: no per-request "
+                                   "check of the OpenTelemetry providers")
     read_log_batch: int = Field(default=256, ge=1, le=10000, description="access-log records per durable batch")
     read_log_max_delay: float = Field(
         default=0.0, ge=0, le=1, description="seconds a read waits for its batch to fill; 0 = self-clocking")

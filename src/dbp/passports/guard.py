@@ -70,8 +70,8 @@ async def view_for(request: Request, principal: Principal, v: StoredVersion) -> 
 async def view_on(state: Any, principal: Principal, v: StoredVersion) -> tuple[StoredVersion, ReadDecision]:
     decision = await decide_on(state, principal, v.operator_id, v.dpp_id)
     if not decision.everything:
-        body, sha = state.views.get(v.dpp_id, v.version, decision.groups, v.body)
-        v = replace(v, body=body, sha256=sha)
+        body, sha = state.views.get(v.dpp_id, v.version, decision.groups, v.body, v.view_index)
+        v = replace(v, body=body, sha256=sha, view_index=None)
     return v, decision
 
 

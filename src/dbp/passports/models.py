@@ -49,6 +49,9 @@ class PassportVersion(Base):
     # anonymous read — by far the most frequent — serves these bytes as stored.
     public_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     public_canonical: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Where each attribute's member lies in ``canonical`` (dbp.passports.redaction.index_of): any other
+    # access view is cut out of the stored bytes with it instead of being parsed and re-serialised.
+    view_index: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_passport_versions_dpp_id_created_at", "dpp_id", "created_at"),)
 

@@ -23,13 +23,15 @@ from dbp.http import accepted_representation, client_correlation_id, new_correla
 from dbp.passports import guard
 from dbp.passports.service import StoredVersion
 
-_SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, v.{body}, p.operator_id FROM passports p " \
+_SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, v.{body}, p.operator_id, {index} FROM passports p " \
           "JOIN passport_versions v ON v.dpp_id = p.dpp_id AND v.version = p.current_version WHERE p.{key} = {p}"
 
 
 def _sql(key: str, *, public: bool, placeholder: str) -> str:
-    sha, body = ("public_sha256", "public_canonical") if public else ("sha256", "canonical")
-    return _SELECT.format(sha=sha, body=body, key=key, p=placeholder)
+    # the public view is served whole; the full version comes with its view index, to cut other views from
+    sha, body, index = ("public_sha256", "public_canonical", "NULL") if public else ("sha256", "canonical",
+                                                                                    "v.view_index")
+    return _SELECT.format(sha=sha, body=body, index=index, key=key, p=placeholder)
 
 
 # (key column, public view?) -> statement, for SQLite (?) and SQLAlchemy (:p): built once, not per read
@@ -67,7 +69,7 @@ class CurrentVersionReader:
             row = await run_in_threadpool(self._pooled, _NAMED[key, public], value)
         if row is None:
             return None
-        return StoredVersion(row[0], row[1], row[2], row[3], row[4].encode(), row[5])
+        return StoredVersion(row[0], row[1], row[2], row[3], row[4].encode(), row[5], row[6])
 
     async def rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """A small read-only query (``?`` placeholders) on the hot-path connection: on SQLite run on

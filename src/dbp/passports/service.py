@@ -33,7 +33,7 @@ from dbp.passports import paths
 from dbp.passports.attributes import AccessGroup
 from dbp.passports.clusters import BatteryStatus
 from dbp.passports.models import Passport, PassportVersion
-from dbp.passports.redaction import redact
+from dbp.passports.redaction import index_of, redact
 from dbp.passports.schemas import (
     CONTENT_SPECIFICATION,
     SCHEMA_VERSION,
@@ -66,6 +66,7 @@ class StoredVersion:
     sha256: str
     body: bytes
     operator_id: str | None = None
+    view_index: str | None = None  # where each attribute lies in body (redaction.index_of); None: unknown
 
     @property
     def etag(self) -> str:
@@ -90,10 +91,11 @@ class Rendered:
     sha256: str
     public_body: bytes
     public_sha256: str
+    view_index: str | None = None
 
-    def row(self) -> dict[str, str]:
+    def row(self) -> dict[str, str | None]:
         return {"sha256": self.sha256, "canonical": self.body.decode(), "public_sha256": self.public_sha256,
-                "public_canonical": self.public_body.decode()}
+                "public_canonical": self.public_body.decode(), "view_index": self.view_index}
 
 
 
@@ -129,7 +131,7 @@ def _finalise(doc: BatteryPassport, *, dpp_id: str, at: str) -> Rendered:
     data = doc.model_dump(mode="json", exclude_none=True)
     body = canonical_bytes(data)
     public = canonical_bytes(redact(data, PUBLIC_ONLY))
-    return Rendered(body, sha256_hex(body), public, sha256_hex(public))
+    return Rendered(body, sha256_hex(body), public, sha256_hex(public), index_of(data, body))
 
 
 def prepare_new(doc: BatteryPassport, *, at: str) -> tuple[BatteryPassport, str]:
@@ -166,7 +168,7 @@ def insert_new(
     session.add(Passport(dpp_id=dpp_id, current_version=1, created_at=at, updated_at=at, **_columns(doc)))
     session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, **rendered.row()))
     _flush(session)
-    return StoredVersion(dpp_id, 1, at, rendered.sha256, rendered.body, doc.economicOperatorId)
+    return StoredVersion(dpp_id, 1, at, rendered.sha256, rendered.body, doc.economicOperatorId, rendered.view_index)
 
 
 def create_passport(session: Session, *, body: bytes, now: datetime | None = None) -> StoredVersion:
@@ -204,7 +206,8 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
         raise Conflict("the passport was changed concurrently; retry with a fresh ETag")
     _flush(session)
     row.current_version = version
-    return StoredVersion(row.dpp_id, version, at, rendered.sha256, rendered.body, doc.economicOperatorId)
+    return StoredVersion(row.dpp_id, version, at, rendered.sha256, rendered.body, doc.economicOperatorId,
+                         rendered.view_index)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -223,7 +226,7 @@ def _row(session: Session, dpp_id: str, *, for_update: bool = False) -> Passport
 def _stored(v: PassportVersion, operator_id: str) -> StoredVersion:
     """A stored version; ``operator_id`` is the passport's responsible operator now (it decides access
     to every version, including those from before a transfer)."""
-    return StoredVersion(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical.encode(), operator_id)
+    return StoredVersion(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical.encode(), operator_id, v.view_index)
 
 
 def read_current(session: Session, *, dpp_id: str) -> StoredVersion:
