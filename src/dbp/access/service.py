@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from dbp.access.models import ApiClient, ApiKey, Authorisation, Grant, Organisation, User
 from dbp.access.principal import Principal, PrincipalKind, Role
 from dbp.access.secrets import hash_password, matches_sha256, random_token, sha256_hex, verify_password
+from dbp.clock import timestamp
 from dbp.errors import BadRequest, Conflict, FieldError, NotFound, Unauthorized
 from dbp.passports.attributes import AccessGroup
 
 
 def now_ts(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return timestamp(now)
 
 
 def _flush(session: Session, what: str) -> None:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, cast, overload
 
@@ -25,8 +23,10 @@ import orjson
 from sqlalchemy import ColumnElement, Table, and_, false, func, insert, or_, select, true
 from sqlalchemy.orm import Session
 
+from dbp import clock
 from dbp.access.principal import Principal, Role
 from dbp.audit.models import AccessLog
+from dbp.clock import timestamp
 from dbp.errors import BadRequest, FieldError, Unauthorized
 
 
@@ -70,26 +70,6 @@ DENIAL_MINIMUM = 5
 
 MAX_LIMIT = 1000
 _MAX_ID = 2**63 - 1
-
-
-def timestamp(now: datetime | None = None) -> str:
-    """Fixed-width UTC ISO 8601 with microseconds (the passports' convention): sorts chronologically as text."""
-    if now is None:
-        return _now()
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
-
-
-def _now() -> str:
-    """``timestamp()`` of the current time, formatting the date and time of day once per second: every
-    read writes a record, and ``datetime.strftime`` would cost more than the rest of the record."""
-    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-    if seconds != _second[0]:
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second[0] = seconds
-    return f"{_second[1]}.{nanos // 1000:06d}Z"
 
 
 @overload
@@ -205,25 +185,10 @@ def _visible(viewer: Principal) -> ColumnElement[bool]:
 
 
 def parse_instant(value: str | None, *, name: str, end_of_day: bool) -> str | None:
-    """An ISO 8601 instant with a time zone (or a bare date: its start, or its end when ``end_of_day``)
-    in the stored fixed-width form. Raises BadRequest naming the parameter ``name``."""
+    """``clock.parse_instant``, with None or "" meaning no bound."""
     if value is None or value == "":
         return None
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
-            if end_of_day:
-                moment = moment.replace(hour=23, minute=59, second=59, microsecond=999999)
-        else:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+"))
-            if moment.tzinfo is None:
-                raise ValueError("no time zone")
-        return timestamp(moment)
-    except (ValueError, OverflowError):
-        raise BadRequest(f"{name} must be ISO 8601 with a time zone (e.g. 2027-03-01T12:00:00Z), got {value!r}",
-                         details=[FieldError(name, f"{name}.iso8601", "expected ISO 8601 with Z or offset")]
-                         ) from None
+    return clock.parse_instant(value, name=name, end_of_day=end_of_day)
 
 
 def _window(since: str | None, until: str | None) -> list[ColumnElement[bool]]:

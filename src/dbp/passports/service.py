@@ -12,7 +12,7 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -20,6 +20,8 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dbp import clock
+from dbp.clock import timestamp
 from dbp.errors import (
     BadRequest,
     Conflict,
@@ -44,11 +46,6 @@ from dbp.passports.schemas import (
 from dbp.passports.validation import check_semantics, parse_document, validate_dict
 
 PUBLIC_ONLY = frozenset({AccessGroup.public})
-
-
-def timestamp(now: datetime | None = None) -> str:
-    """Fixed-width UTC ISO 8601 with microseconds: sorts chronologically as text."""
-    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_dpp_id() -> str:
@@ -249,21 +246,8 @@ def dpp_id_of_product(session: Session, *, product_id: str) -> str:
 
 
 def parse_instant(value: str) -> str:
-    """ISO 8601 instant (or date = end of that UTC day) → our fixed-width UTC form."""
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            moment = datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, microsecond=999999,
-                                                          tzinfo=UTC)
-        else:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+"))
-            if moment.tzinfo is None:
-                raise ValueError("no time zone")
-        return timestamp(moment)  # OverflowError when the offset leaves years 1..9999 (0001-01-01T00:00+01:00)
-    except (ValueError, OverflowError):
-        raise BadRequest(f"date must be ISO 8601 with a time zone (e.g. 2027-03-01T12:00:00Z), got {value!r}",
-                         details=[FieldError("date", "date.iso8601", "expected ISO 8601 with Z or offset")]
-                         ) from None
+    """The ``date`` of a point-in-time read (a bare date: the end of that UTC day) in the stored form."""
+    return clock.parse_instant(value, name="date", end_of_day=True)
 
 
 def read_at(session: Session, *, dpp_id: str, at: str) -> StoredVersion:
