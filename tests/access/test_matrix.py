@@ -27,6 +27,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from conftest import settle_access_log
 from dbp.access import service as access
 from dbp.access.principal import Role
 from dbp.audit.models import AccessLog
@@ -225,6 +226,7 @@ class World:
             return dict(orjson.loads(passports.read_version(s, dpp_id=self.dpp, version=version).body))
 
     def log_rows(self, cid: str) -> list[AccessLog]:
+        settle_access_log(self.session_factory.kw["bind"])  # SQLite stages read records first (dbp.audit.staging)
         with self.session_factory() as s:
             return list(s.scalars(select(AccessLog).where(AccessLog.request_id == cid)))
 
@@ -325,7 +327,19 @@ def assert_view(w: World, case: Case, r: httpx.Response, cid: str, *, action: st
 
 # ------------------------------------------------------------------------------------------- the matrix
 READ_OPS = ["read", "readHtml", "readByProductId", "readVersion", "readAt", "readByProductIdAndDate",
-            "element-public", "element-point2", "element-point3", "element-point4", "search", "versionList"]
+            "element-public", "element-point2", "element-point3", "element-point4", "search", "versionList", "export"]
+EXPORT = "/api/v1/export/dpps"
+
+
+def export_lines(r: httpx.Response) -> tuple[list[bytes], dict[str, Any]]:
+    """The passport lines of an NDJSON export and its trailer (the last line)."""
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/x-ndjson"
+    lines = r.content.split(b"\n")
+    assert lines[-1] == b"" and len(lines) >= 2, r.content[-200:]
+    trailer = orjson.loads(lines[-2])
+    assert "dppId" not in trailer
+    return lines[:-2], trailer
 
 
 def test_world_passport_holds_every_access_group(world: World) -> None:
@@ -403,6 +417,19 @@ def test_read_matrix(world: World, case: Case, op: str) -> None:
         assert [v["version"] for v in versions] == [1]
         assert "generalProductInformation" not in r.text  # numbers, times and hashes only
         assert_logged(w, case, cid, action="readVersion", outcome="granted", dpp_id=w.dpp, detail=["versionList"])
+    elif op == "export":
+        r, cid = w.request("GET", EXPORT, case.actor, params={"operator": w.operator_id}, **kw)
+        lines, trailer = export_lines(r)
+        assert trailer == {"exportComplete": True, "count": 1, "nextCursor": None}
+        assert len(lines) == 1
+        body = orjson.loads(lines[0])
+        expected = {p for p in attrs_in(w.doc) if CATALOGUE[p] in case.groups}
+        assert attrs_in(body) == expected, (
+            f"extra {sorted(attrs_in(body) - expected)}, missing {sorted(expected - attrs_in(body))}")
+        assert body == view_of(w.doc, case.groups)
+        # byte for byte what ReadDPPById answers the same caller
+        assert lines[0] == w.request("GET", f"/api/v1/dpps/{w.dpp}", case.actor, **kw)[0].content
+        assert_logged(w, case, cid, action="export", outcome="granted", dpp_id=w.dpp, detail=sorted(case.groups))
     else:  # pragma: no cover
         raise AssertionError(op)
 
@@ -427,6 +454,40 @@ def test_search_by_battery_status(world: World, case: Case) -> None:
         assert found == [w.dpp]
     assert_logged(w, case, cid, action="search", outcome="granted", dpp_id=None)
     assert not found or POINT4 in case.groups, "battery status of passports whose point 4 the caller may not read"
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_export_by_battery_status(world: World, case: Case) -> None:
+    """As for search: only an economic operator or its service provider may filter an export by battery status,
+    and only over its own passports; everyone else is refused (403) and the refusal is logged."""
+    w = world
+    r, cid = w.request("GET", EXPORT, case.actor, params={"batteryStatus": "original"},
+                       token_purpose=case.token_purpose, header_purpose=case.header_purpose)
+    if ORGS.get(case.actor, (None,))[0] not in (Role.economic_operator, Role.service_provider):
+        text = assert_error(r, 403, "ClientForbidden")
+        assert "battery status is not public" in text
+        assert_logged(w, case, cid, action="export", outcome="denied", dpp_id=None, reason=text)
+        return
+    lines, trailer = export_lines(r)
+    if case.actor == "operator":
+        assert len(lines) == 1 and orjson.loads(lines[0]) == w.doc
+        assert_logged(w, case, cid, action="export", outcome="granted", dpp_id=w.dpp, detail=sorted(ALL))
+    else:  # its own passports: it is the responsible operator of none
+        assert lines == [] and w.log_rows(cid) == []
+    assert trailer == {"exportComplete": True, "count": len(lines), "nextCursor": None}
+
+
+NO_PURPOSE = [c for c in CASES if c.token_purpose is None and c.header_purpose is None]
+
+
+@pytest.mark.parametrize("case", NO_PURPOSE, ids=[c.id for c in NO_PURPOSE])
+def test_export_with_a_malformed_purpose_is_refused_and_logged(world: World, case: Case) -> None:
+    w = world
+    r, cid = w.request("GET", EXPORT, case.actor, params={"operator": w.operator_id},
+                       headers={"X-Purpose": "dismantling; DROP TABLE"})
+    text = assert_error(r, 400, "ClientErrorBadRequest")
+    assert "X-Purpose" in text
+    assert_logged(w, case, cid, action="export", outcome="denied", dpp_id=None, reason=text)
 
 
 CLUSTERS = ["labels", "circularity", "generalProductInformation"]

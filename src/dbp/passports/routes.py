@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import date as _date
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -35,7 +36,7 @@ from dbp.errors import (
     ValidationFailed,
 )
 from dbp.http import accepted_representation, correlation_id, json_response
-from dbp.passports import guard, lifecycle, paths, service, views
+from dbp.passports import export, guard, lifecycle, paths, service, views
 from dbp.passports.reads import normalise_product_path
 from dbp.passports.redaction import changed_attributes, group_of
 from dbp.passports.schemas import attribute_catalogue, passport_json_schema
@@ -178,35 +179,71 @@ async def create_dpp(request: Request, settings: SettingsDep, principal: Princip
                          lambda s: service.create_passport(s, body=body))
 
 
-@router.get("/dpps", summary="Search passports (recall and fleet queries)", tags=["EN 18222"],
-            dependencies=JSON_ONLY)
-async def search_dpps(
-    request: Request, principal: PrincipalDep, category: Filter = None, chemistry: Filter = None,
-    manufacturer: Filter = None,
-    model: Filter = None, status: Filter = None, batteryStatus: Filter = None, batch: Filter = None,
-    facility: Filter = None, operator: Filter = None, manufacturedFrom: MonthOrDate = None,
-    manufacturedTo: MonthOrDate = None, cursor: Cursor = None, limit: Limit = 100,
-) -> Response:
-    filters = {"category": category, "chemistry": chemistry, "manufacturer": manufacturer, "model": model,
-               "status": status, "batteryStatus": batteryStatus, "batch": batch, "facility": facility,
-               "operator": operator}
+@dataclass(frozen=True)
+class SearchQuery:
+    """The passport filters of search and export: column filters and the manufacturing date range."""
+
+    filters: dict[str, str | None]
+    manufactured_from: str | None
+    manufactured_to: str | None
+
+    def described(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.filters.items() if v is not None] or ["all"]
+
+
+def search_query(
+    category: Filter = None, chemistry: Filter = None, manufacturer: Filter = None, model: Filter = None,
+    status: Filter = None, batteryStatus: Filter = None, batch: Filter = None, facility: Filter = None,
+    operator: Filter = None, manufacturedFrom: MonthOrDate = None, manufacturedTo: MonthOrDate = None,
+) -> SearchQuery:
+    """The filters of ``GET /dpps`` and ``GET /export/dpps`` (one declaration, so both take the same ones)."""
     _calendar("manufacturedFrom", manufacturedFrom)
     _calendar("manufacturedTo", manufacturedTo)
     lo = manufacturedFrom if manufacturedFrom is None or len(manufacturedFrom) == 10 else f"{manufacturedFrom}-01"
     hi = manufacturedTo if manufacturedTo is None or len(manufacturedTo) == 10 else f"{manufacturedTo}-31"
-    if batteryStatus is not None:
-        # Annex XIII 4(c): the status is legitimate-interest data; only an operator may filter its own fleet by it.
-        if principal.role not in (Role.economic_operator, Role.service_provider) or principal.operator_id is None:
-            raise await guard.denied(request, principal, action=Action.search, dpp_id=None, operator_id=None,
-                                     reason="battery status is not public (Annex XIII 4(c)); operators may "
-                                            "filter their own passports by it")
-        filters["operator"] = principal.operator_id
+    return SearchQuery({"category": category, "chemistry": chemistry, "manufacturer": manufacturer,
+                        "model": model, "status": status, "batteryStatus": batteryStatus, "batch": batch,
+                        "facility": facility, "operator": operator}, lo, hi)
+
+
+SearchQueryDep = Annotated[SearchQuery, Depends(search_query)]
+
+
+async def _restrict_battery_status(request: Request, principal: Principal, q: SearchQuery, *,
+                                   action: Action) -> SearchQuery:
+    """Annex XIII 4(c): the battery status is legitimate-interest data; only an operator may filter its own
+    fleet by it (the filter is then narrowed to its passports). Anyone else: 403, logged."""
+    if q.filters["batteryStatus"] is None:
+        return q
+    if principal.role not in (Role.economic_operator, Role.service_provider) or principal.operator_id is None:
+        raise await guard.denied(request, principal, action=action, dpp_id=None, operator_id=None,
+                                 reason="battery status is not public (Annex XIII 4(c)); operators may "
+                                        "filter their own passports by it")
+    return replace(q, filters={**q.filters, "operator": principal.operator_id})
+
+
+@router.get("/dpps", summary="Search passports (recall and fleet queries)", tags=["EN 18222"],
+            dependencies=JSON_ONLY)
+async def search_dpps(request: Request, principal: PrincipalDep, query: SearchQueryDep, cursor: Cursor = None,
+                      limit: Limit = 100) -> Response:
+    q = await _restrict_battery_status(request, principal, query, action=Action.search)
     result = await in_read_session(request, lambda s: service.search(
-        s, filters=filters, manufactured_from=lo, manufactured_to=hi, cursor=cursor, limit=limit))
+        s, filters=q.filters, manufactured_from=q.manufactured_from, manufactured_to=q.manufactured_to,
+        cursor=cursor, limit=limit))
     await guard.log_read(request, principal, action=Action.search, dpp_id=None, operator_id=None,
-                         detail=[f"{k}={v}" for k, v in filters.items() if v is not None] or ["all"],
-                         reason=f"{len(result['items'])} public summaries")
+                         detail=q.described(), reason=f"{len(result['items'])} public summaries")
     return json_response(result)
+
+
+@router.get("/export/dpps", tags=["export"], dependencies=[Depends(export.accept_ndjson)],
+            summary="Export passports as NDJSON: the caller's view of each current version, then a trailer",
+            description=export.DESCRIPTION, responses=export.RESPONSES)
+async def export_dpps(request: Request, principal: Annotated[Principal, Depends(export.caller)],
+                      query: SearchQueryDep, cursor: Cursor = None, limit: export.ExportLimit = export.DEFAULT_LIMIT,
+                      ) -> Response:
+    q = await _restrict_battery_status(request, principal, query, action=Action.export)
+    return await export.respond(request, principal, filters=q.filters, manufactured_from=q.manufactured_from,
+                                manufactured_to=q.manufactured_to, cursor=cursor, limit=limit)
 
 
 @router.get("/dpps/{dppId}", summary="ReadDPPById", tags=["EN 18222"], responses=PASSPORT_RESPONSE)

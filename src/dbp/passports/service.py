@@ -237,6 +237,23 @@ def read_current(session: Session, *, dpp_id: str) -> StoredVersion:
     return _stored(row[0], row[1])
 
 
+def current_versions(session: Session, *, dpp_ids: list[str]) -> list[tuple[StoredVersion, StoredVersion | None]]:
+    """The current version of each named passport with its stored public view (None for a version stored
+    before public views were), in dppId order, in one query. Names that are no passport are left out."""
+    if not dpp_ids:
+        return []
+    v = PassportVersion
+    rows = session.execute(
+        select(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical, v.public_sha256, v.public_canonical,
+               Passport.operator_id)
+        .join(Passport, and_(Passport.dpp_id == v.dpp_id, Passport.current_version == v.version))
+        .where(Passport.dpp_id.in_(dpp_ids)).order_by(Passport.dpp_id)
+    ).all()
+    return [(StoredVersion(d, n, at, sha, body.encode(), op),
+             None if psha is None or pbody is None else StoredVersion(d, n, at, psha, pbody.encode(), op))
+            for d, n, at, sha, body, psha, pbody, op in rows]
+
+
 def dpp_id_of_product(session: Session, *, product_id: str) -> str:
     dpp_id = session.scalar(select(Passport.dpp_id).where(Passport.product_id == product_id))
     if dpp_id is None:
