@@ -47,7 +47,8 @@ MOVE_CACHE_KIB = 32 * 1024  # page cache of the connection that moves them
 class StagedLog:
     """This process's connections for SQLite's read-log staging (``dbp.audit.staging``): one used on the
     event loop that never waits for a lock, one on the writer thread that does, and one to the main
-    database for moving staged records into ``access_log``. A connection that failed is reopened."""
+    database (with the staging file attached) on the mover thread, which moves staged records into
+    ``access_log``. A connection that failed is reopened."""
 
     def __init__(self, database: str) -> None:
         self.database = database
@@ -80,19 +81,18 @@ class StagedLog:
             raise
 
     def move(self) -> int:
-        """Move the staged records into ``access_log``. Writer thread only. Raises sqlite3.Error."""
+        """Move the staged records into ``access_log``. Mover thread only. Raises sqlite3.Error."""
         try:
-            if self._thread is None:
-                self._thread = staging.open_staging(self.database, busy_ms=10_000)  # creates its tables
             if self._main is None:
+                staging.open_staging(self.database, busy_ms=10_000).close()  # its tables, should they be missing
                 self._main = staging.connect(self.database, busy_ms=10_000)
                 # a move touches index pages all over access_log: keep them cached between moves
                 self._main.execute(f"PRAGMA cache_size=-{MOVE_CACHE_KIB}")
                 staging.attach(self._main, self.database)
             return staging.move(self._main)
         except sqlite3.Error:
-            _close(self._thread, self._main)
-            self._thread = self._main = None
+            _close(self._main)
+            self._main = None
             raise
 
     def close(self) -> None:
@@ -148,7 +148,8 @@ class ReadLogWriter:
         self._first_at = 0.0  # loop time the oldest waiting record arrived
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ThreadPoolExecutor | None = None  # batches the event loop could not commit itself
+        self._mover: ThreadPoolExecutor | None = None  # moves of staged records: never delay a batch
         self._closing = False
         self.batches_written = 0  # for tests and metrics
         self.records_written = 0
@@ -181,7 +182,7 @@ class ReadLogWriter:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbp-access-log")
         if self._staged is not None:
-            self._executor.submit(self._move_quietly)  # records a killed process left staged
+            self._movers().submit(self._move_quietly)  # records a killed process left staged
         self._task = loop.create_task(self._run(), name="dbp-access-log-writer")
         self._task.add_done_callback(self._stopped)
 
@@ -248,9 +249,13 @@ class ReadLogWriter:
         MOVE_BACKLOG records were staged since the last one."""
         now = loop.time()
         if now - self._moved_at >= MOVE_INTERVAL or self.records_written - self._moved_records >= MOVE_BACKLOG:
-            assert self._executor is not None
             self._moved_at, self._moved_records = now, self.records_written
-            self._executor.submit(self._move_quietly)
+            self._movers().submit(self._move_quietly)
+
+    def _movers(self) -> ThreadPoolExecutor:
+        if self._mover is None:
+            self._mover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbp-access-log-mover")
+        return self._mover
 
     def _move_quietly(self) -> None:
         try:
@@ -267,10 +272,8 @@ class ReadLogWriter:
             await asyncio.wait(waiting)
         if self._staged is None or self._closing:
             return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbp-access-log")
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._staged.move)
+            await asyncio.get_running_loop().run_in_executor(self._movers(), self._staged.move)
         except sqlite3.Error as exc:
             log.error("staged access-log records could not be moved: %r", exc)
             raise ServiceUnavailable("the access log is being written; try again shortly") from exc
@@ -301,9 +304,12 @@ class ReadLogWriter:
             self._wakeup.set()
             await asyncio.shield(task)
         if self._executor is not None:
-            if self._staged is not None:
-                self._executor.submit(self._move_quietly)  # leave nothing staged on a clean shutdown
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._staged is not None:
+            self._movers().submit(self._move_quietly)  # leave nothing staged on a clean shutdown
+        if self._mover is not None:
+            self._mover.shutdown(wait=True)
+            self._mover = None
         if self._staged is not None:
             self._staged.close()

@@ -38,6 +38,7 @@ log = logging.getLogger("dbp.audit")
 
 SUFFIX = ".read-log"
 MOVE_CHUNK = 20_000  # staged rows per transaction on the main database
+DELETE_CHUNK = 1000  # moved rows deleted from the staging file per transaction
 
 Row = tuple[str | None, ...]
 
@@ -145,7 +146,10 @@ def move(main: sqlite3.Connection, *, chunk: int = MOVE_CHUNK) -> int:
             raise
         if last <= upto:
             break
-        main.execute("DELETE FROM staged.read_log WHERE id <= ?", (last,))
+        # Small deletes: each holds the staging file's write lock for a moment only, so appends of the
+        # event loop (which never wait for it) rarely find it taken.
+        for stop in range(upto + DELETE_CHUNK, last + DELETE_CHUNK, DELETE_CHUNK):
+            main.execute("DELETE FROM staged.read_log WHERE id <= ?", (min(stop, last),))
     main.execute("PRAGMA staged.wal_checkpoint(PASSIVE)").fetchall()
     return moved
 

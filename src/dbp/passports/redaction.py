@@ -96,10 +96,17 @@ def mask_of(groups: frozenset[AccessGroup]) -> int:
     return mask
 
 
+@cache
+def _cut_clusters() -> frozenset[str]:
+    """Top-level members with an attribute that some view withholds (every view shows public ones)."""
+    return frozenset(path[0] for group, path in _paths() if len(path) > 1 and group is not AccessGroup.public)
+
+
 def _members(doc: dict[str, Any], body: bytes) -> list[Member] | None:
-    """Where each top-level member of ``doc`` — and each member of an object value — lies in ``body``;
-    None unless the members, serialised one by one and joined, are exactly ``body``."""
+    """Where each top-level member of ``doc`` — and each member of an object value that a view may cut —
+    lies in ``body``; None unless the members, serialised one by one and joined, are exactly ``body``."""
     bits = _bits()
+    cut_clusters = _cut_clusters()
     out = bytearray(b"{")
     members: list[Member] = []
     for n, key in enumerate(sorted(doc)):
@@ -109,7 +116,7 @@ def _members(doc: dict[str, Any], body: bytes) -> list[Member] | None:
         out += orjson.dumps(key) + b":"
         value = doc[key]
         children: list[tuple[int, int, int]] | None = None
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key in cut_clusters:
             children = []
             out += b"{"
             for m, child in enumerate(sorted(value)):
@@ -202,7 +209,7 @@ def index_of(doc: dict[str, Any], body: bytes) -> str | None:
     cutter = _Cutter(members)
     plans: dict[str, list[Any]] = {}
     others = [bit for bit in GROUP_BITS.values() if bit != PUBLIC_BIT]
-    for r in range(len(others) + 1):
+    for r in range(len(others)):  # not all groups: that view is the stored version itself
         for combo in itertools.combinations(others, r):
             allowed = PUBLIC_BIT | sum(combo)
             ranges: list[int] = []
