@@ -195,17 +195,24 @@ def test_public_export_is_the_public_view(public: httpx.Client, stored: list[dic
     assert "testReports" not in r.text and "dismantlingInformation" not in r.text
 
 
-def test_versions_without_a_stored_public_view_are_redacted_like_a_read(
-        public: httpx.Client, stored: list[dict[str, Any]], engine: Any) -> None:
-    """Versions written before public views were stored (migration 0003 left them NULL) export the same view."""
-    old = stored[2]["dppId"]
+def test_versions_without_stored_views_are_redacted_like_a_read(
+        server: Any, public: httpx.Client, stored: list[dict[str, Any]], engine: Any, session_factory: Any) -> None:
+    """Versions written before public views and view indexes were stored (migrations 0003 and 0005 left them
+    NULL) export the same view a read gives: redacted."""
+    old = [stored[2]["dppId"], stored[9]["dppId"]]
     with engine.begin() as conn:
         conn.execute(text("UPDATE passport_versions SET public_canonical = NULL, public_sha256 = NULL "
-                          "WHERE dpp_id = :d"), {"d": old})
+                          "WHERE dpp_id = :d"), {"d": old[0]})
+        conn.execute(text("UPDATE passport_versions SET view_index = NULL WHERE dpp_id = :d"), {"d": old[1]})
     lines, trailer = ndjson(public.get(URL))
     assert trailer == complete(len(stored))
     assert lines == reads(public, stored)
-    assert groups_in(orjson.loads(lines[2])) == {"public"} and ids(lines)[2] == old
+    assert groups_in(orjson.loads(lines[2])) == {"public"} and ids(lines)[2] == old[0]
+    recycler = Caller(server, session_factory, Role.recycler, "urn:dbp:test:export-recycler")
+    headers = recycler.headers("dismantling")
+    lines, trailer = ndjson(public.get(URL, headers=headers))
+    assert trailer == complete(len(stored)) and lines == reads(public, stored, headers)
+    assert groups_in(orjson.loads(lines[9])) == set(P2) and ids(lines)[9] == old[1]
 
 
 def test_recycler_stating_dismantling_gets_points_1_and_2(

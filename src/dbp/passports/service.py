@@ -244,14 +244,14 @@ def current_versions(session: Session, *, dpp_ids: list[str]) -> list[tuple[Stor
         return []
     v = PassportVersion
     rows = session.execute(
-        select(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical, v.public_sha256, v.public_canonical,
-               Passport.operator_id)
+        select(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical, v.view_index, v.public_sha256,
+               v.public_canonical, Passport.operator_id)
         .join(Passport, and_(Passport.dpp_id == v.dpp_id, Passport.current_version == v.version))
         .where(Passport.dpp_id.in_(dpp_ids)).order_by(Passport.dpp_id)
     ).all()
-    return [(StoredVersion(d, n, at, sha, body.encode(), op),
+    return [(StoredVersion(d, n, at, sha, body.encode(), op, index),
              None if psha is None or pbody is None else StoredVersion(d, n, at, psha, pbody.encode(), op))
-            for d, n, at, sha, body, psha, pbody, op in rows]
+            for d, n, at, sha, body, index, psha, pbody, op in rows]
 
 
 def dpp_id_of_product(session: Session, *, product_id: str) -> str:
