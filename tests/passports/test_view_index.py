@@ -24,10 +24,10 @@ def views_agree(doc: dict[str, Any]) -> int:
     body = canonical_bytes(doc)
     index = index_of(doc, body)
     assert index is not None
-    assert len(orjson.loads(index)) == 7  # every combination with the public group but all groups
+    assert isinstance(orjson.loads(index), list)
     for groups in GROUP_SETS:
         cut = view_from_index(body, index, groups)
-        if AccessGroup.public in groups and len(groups) < len(AccessGroup):
+        if AccessGroup.public in groups:
             assert cut == redacted_bytes(body, groups), sorted(groups)
         else:
             assert cut is None
@@ -78,7 +78,7 @@ def test_a_wrong_index_is_never_made(fleet: list[dict[str, Any]]) -> None:
     assert index_of(other, body) is None
 
 
-@pytest.mark.parametrize("index", ["", "[]", "{\"5\": 3}", "{\"5\": [\"x\"]}", "not json"])
+@pytest.mark.parametrize("index", ["", "{}", "[3]", "[[1, 2]]", "[[\"x\", 1, 0, null]]", "[[0, 1, 0, [[1]]]]", "not json"])
 def test_an_unreadable_index_means_redaction(fleet: list[dict[str, Any]], index: str) -> None:
     body = canonical_bytes(fleet[0])
     groups = frozenset({AccessGroup.public, AccessGroup.legitimate_interest_and_authorities})
