@@ -29,6 +29,7 @@ from dbp.errors import DbpError, FieldError, ServiceUnavailable
 from dbp.hardening import Hardening
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
 from dbp.passports import routes as passport_routes
+from dbp.passports.guard import ReadContexts
 from dbp.passports.reads import CurrentVersionReader, FastCurrentReads
 from dbp.passports.redaction import ViewCache
 from dbp.passports.schemas import BatteryPassport
@@ -117,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.read_log = ReadLogWriter(app.state.sessionmaker, batch_size=settings.read_log_batch,
                                        max_delay=settings.read_log_max_delay)
     app.state.views = ViewCache()
+    app.state.read_contexts = ReadContexts()
     app.state.policy = load_policy(settings.access_policy_file)
     app.state.tokens = TokenService(app.state.sessionmaker, issuer=settings.base_url,
                                     secret_key=settings.secret_key or DEVELOPMENT_SECRET,

@@ -223,6 +223,34 @@ def read_context_from_rows(rows: list[tuple[Any, ...]]) -> tuple[frozenset[str],
     return authorised, frozenset(groups)
 
 
+# The same in two parts, for a caller that keeps the organisation's part while the database is
+# unchanged: the operators that authorised the organisation ('a') and whether it holds any live grant
+# at all ('g', a count); then, only when it does, the groups of its live grants on the passport.
+ORG_CONTEXT_SQL = (
+    "SELECT 'a', o.operator_id FROM authorisations a JOIN organisations o ON o.id = a.operator_org_id "
+    "WHERE a.agent_org_id = ? AND a.revoked_at IS NULL "
+    "UNION ALL SELECT 'g', count(*) FROM grants g WHERE g.grantee_org_id = ? AND g.revoked_at IS NULL "
+    "AND g.expires_at > ?"
+)
+GRANTS_SQL = ("SELECT 'g', g.access_groups FROM grants g WHERE g.dpp_id = ? AND g.grantee_org_id = ? "
+              "AND g.purpose = ? AND g.revoked_at IS NULL AND g.expires_at > ?")
+
+
+def org_context_params(*, principal: Principal) -> tuple[str, ...]:
+    org = principal.org_id or ""
+    return (org, org, now_ts())
+
+
+def org_context_from_rows(rows: list[tuple[Any, ...]]) -> tuple[frozenset[str], bool]:
+    """The operators that authorised the organisation, and whether it holds any live grant."""
+    authorised = frozenset(str(v) for kind, v in rows if kind == "a")
+    return authorised, any(kind == "g" and int(v) > 0 for kind, v in rows)
+
+
+def grants_params(*, principal: Principal, dpp_id: str) -> tuple[str, ...]:
+    return (dpp_id, principal.org_id or "", principal.purpose or "", now_ts())
+
+
 def grant_json(g: Grant) -> dict[str, Any]:
     return {"id": g.id, "dppId": g.dpp_id, "granteeOrgId": g.grantee_org_id, "purpose": g.purpose,
             "accessGroups": g.access_groups.split(","), "grantedBy": g.granted_by, "createdAt": g.created_at,

@@ -23,20 +23,22 @@ from dbp.http import accepted_representation, client_correlation_id, new_correla
 from dbp.passports import guard
 from dbp.passports.service import StoredVersion
 
-_SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, v.{body}, p.operator_id, {index} FROM passports p " \
+_SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, {body}, p.operator_id, {index} FROM passports p " \
           "JOIN passport_versions v ON v.dpp_id = p.dpp_id AND v.version = p.current_version WHERE p.{key} = {p}"
 
 
-def _sql(key: str, *, public: bool, placeholder: str) -> str:
+def _sql(key: str, *, public: bool, sqlite: bool) -> str:
     # the public view is served whole; the full version comes with its view index, to cut other views from
     sha, body, index = ("public_sha256", "public_canonical", "NULL") if public else ("sha256", "canonical",
                                                                                     "v.view_index")
-    return _SELECT.format(sha=sha, body=body, index=index, key=key, p=placeholder)
+    # SQLite: the stored UTF-8 as bytes, not decoded into a str only to be encoded again for the response
+    body = f"CAST(v.{body} AS BLOB)" if sqlite else f"v.{body}"
+    return _SELECT.format(sha=sha, body=body, index=index, key=key, p="?" if sqlite else ":p")
 
 
 # (key column, public view?) -> statement, for SQLite (?) and SQLAlchemy (:p): built once, not per read
-_QMARK = {(k, pub): _sql(k, public=pub, placeholder="?") for k in ("dpp_id", "product_id") for pub in (True, False)}
-_NAMED = {(k, pub): _sql(k, public=pub, placeholder=":p") for k in ("dpp_id", "product_id") for pub in (True, False)}
+_QMARK = {(k, pub): _sql(k, public=pub, sqlite=True) for k in ("dpp_id", "product_id") for pub in (True, False)}
+_NAMED = {(k, pub): _sql(k, public=pub, sqlite=False) for k in ("dpp_id", "product_id") for pub in (True, False)}
 
 
 class CurrentVersionReader:
@@ -69,7 +71,17 @@ class CurrentVersionReader:
             row = await run_in_threadpool(self._pooled, _NAMED[key, public], value)
         if row is None:
             return None
-        return StoredVersion(row[0], row[1], row[2], row[3], row[4].encode(), row[5], row[6])
+        body = row[4]
+        return StoredVersion(row[0], row[1], row[2], row[3], body if isinstance(body, bytes) else body.encode(),
+                             row[5], row[6])
+
+    def data_version(self) -> int | None:
+        """SQLite's ``PRAGMA data_version`` of the hot-path connection: it changes whenever another
+        connection committed to the database since, so a value computed from the database stays valid
+        while it is unchanged. None for other databases (nothing to compare with)."""
+        if self._sqlite is None:
+            return None
+        return int(self._sqlite.execute("PRAGMA data_version").fetchone()[0])
 
     async def rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """A small read-only query (``?`` placeholders) on the hot-path connection: on SQLite run on
