@@ -245,7 +245,7 @@ class ReadLogWriter:
             record_many(session, records)
 
     def _schedule_move(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start a move of the staged records on the writer thread every MOVE_INTERVAL seconds, or once
+        """Start a move of the staged records on the mover thread every MOVE_INTERVAL seconds, or once
         MOVE_BACKLOG records were staged since the last one."""
         now = loop.time()
         if now - self._moved_at >= MOVE_INTERVAL or self.records_written - self._moved_records >= MOVE_BACKLOG:
