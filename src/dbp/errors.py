@@ -96,6 +96,23 @@ class NotAcceptable(DbpError):
     status_code = "ClientErrorNotAcceptable"
 
 
+class UriTooLong(DbpError):
+    http_status = 414
+    status_code = "ClientErrorUriTooLong"
+
+
+class TooManyRequests(DbpError):
+    """A rate limit (``dbp.hardening``); the response says when to retry (``Retry-After``)."""
+
+    http_status = 429
+    status_code = "ClientErrorTooManyRequests"
+
+
+class HeadersTooLarge(DbpError):
+    http_status = 431
+    status_code = "ClientErrorRequestHeaderFieldsTooLarge"
+
+
 class ServiceUnavailable(DbpError):
     """The database is busy or unreachable; the client may retry."""
 

@@ -63,7 +63,7 @@ from typing import Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dbp.config import Settings
-from dbp.errors import DbpError
+from dbp.errors import DbpError, HeadersTooLarge, TooManyRequests, UriTooLong
 from dbp.http import client_correlation_id, new_correlation_id, result_response
 
 Headers = list[tuple[bytes, bytes]]
@@ -77,21 +77,6 @@ HSTS = "max-age=31536000"
 CORS_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, X-API-Key, X-Correlation-ID, X-Purpose"
 CORS_EXPOSE_HEADERS = "ETag, X-DPP-Version, X-Correlation-ID, Location, Retry-After"
-
-
-class TooManyRequests(DbpError):
-    http_status = 429
-    status_code = "ClientErrorTooManyRequests"
-
-
-class UriTooLong(DbpError):
-    http_status = 414
-    status_code = "ClientErrorUriTooLong"
-
-
-class HeadersTooLarge(DbpError):
-    http_status = 431
-    status_code = "ClientErrorRequestHeaderFieldsTooLarge"
 
 
 def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
