@@ -25,7 +25,7 @@ from sqlalchemy import MetaData, text
 from dbp.app import create_app
 from dbp.audit.staging import move_all
 from dbp.config import Settings
-from dbp.db import make_engine, make_sessionmaker
+from dbp.db import make_engine, make_sessionmaker, sqlite_file
 from dbp.migrate import upgrade
 
 TABLES = ("access_log", "passport_links", "grants", "passport_versions", "passports", "api_keys", "api_clients",
@@ -84,8 +84,9 @@ def session_factory(engine: Any) -> Any:
 def settle_access_log(engine: Any) -> None:
     """Move the read records a SQLite server staged (``dbp.audit.staging``) into ``access_log``, so a test
     that reads the table directly sees every committed record (the HTTP access-log query does this itself)."""
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        move_all(engine.url.database)
+    path = sqlite_file(engine)
+    if path is not None:
+        move_all(path)
 
 
 @pytest.fixture(autouse=True)

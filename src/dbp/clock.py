@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from dbp.errors import BadRequest, FieldError
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_second: list[object] = [None, ""]  # the last whole second formatted, and its text
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text: replaced in one step
 
 
 def timestamp(now: datetime | None = None) -> str:
@@ -21,11 +21,13 @@ def timestamp(now: datetime | None = None) -> str:
         return now.astimezone(UTC).strftime(_FORMAT)
     # Every read writes an access record with the current time: format the date and time of day once
     # per second rather than through datetime each time (~0.4 µs instead of ~2 µs).
+    global _second
     seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-    if seconds != _second[0]:
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second[0] = seconds
-    return f"{_second[1]}.{nanos // 1000:06d}Z"
+    known, text = _second  # one read: threads may replace it meanwhile, never half of it
+    if seconds != known:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second = (seconds, text)
+    return f"{text}.{nanos // 1000:06d}Z"
 
 
 def parse_instant(value: str, *, name: str, end_of_day: bool) -> str:

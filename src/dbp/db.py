@@ -67,6 +67,13 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
     return create_engine(url, echo=echo, poolclass=NullPool)
 
 
+def sqlite_file(engine: Engine) -> str | None:
+    """The file of a SQLite engine; None for other databases and in-memory SQLite."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return str(engine.url.database)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 

@@ -380,3 +380,50 @@ def test_self_clocking_groups_concurrent_reads_without_a_fixed_delay(session_fac
     written, batches = asyncio.run(main())
     assert written == 600 and len(stored_request_ids(session_factory)) == 600
     assert batches < 100  # grouped, not one commit per read
+
+
+def _delete_staging_file(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
+
+
+def test_a_staging_file_deleted_under_a_running_writer_loses_nothing(throwaway: Any) -> None:
+    """The writer notices the path names another file and stages into the new one; the records already
+    in the old one are moved through the handle the mover still has open on it."""
+    engine, factory = throwaway
+    writer = ReadLogWriter(factory, max_delay=0.001)
+
+    async def main() -> None:
+        await writer.flush()  # the mover has the staging file attached
+        await writer.append(rec(1))
+        await writer.append(rec(2))
+        _delete_staging_file(staging.staging_path(engine.url.database))
+        await writer.append(rec(3))
+        await writer.flush()
+        await writer.append(rec(4))
+        await writer.close()
+
+    asyncio.run(main())
+    assert stored_request_ids(factory) == ["req-1", "req-2", "req-3", "req-4"]
+
+
+def test_records_go_to_the_file_the_staging_path_names(throwaway: Any) -> None:
+    """A connection opened on a since-deleted staging file would go on committing into it, where a mover
+    that reconnected never looks: every batch checks which file the path names."""
+    engine, factory = throwaway
+    writer = ReadLogWriter(factory, max_delay=0.001)
+
+    async def main() -> None:
+        await writer.flush()  # no move running: the next batch is committed on the loop
+        await writer.append(rec(1))
+        assert writer.batches_on_loop == 1  # so the loop holds a connection to the staging file
+        await writer.flush()
+        _delete_staging_file(staging.staging_path(engine.url.database))
+        staged: Any = writer._staged
+        staged._main.close()  # the mover must reconnect (as after an error): to the new file
+        staged._main = None
+        await writer.append(rec(2))
+        await writer.close()
+
+    asyncio.run(main())
+    assert stored_request_ids(factory) == ["req-1", "req-2"]

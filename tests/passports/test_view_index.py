@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from dbp.integrity.canonical import canonical_bytes
+from dbp.passports import redaction
 from dbp.passports.attributes import AccessGroup
-from dbp.passports.redaction import ViewCache, index_of, redacted_bytes, view_from_index
+from dbp.passports.redaction import ViewCache, catalogue_fingerprint, index_of, redacted_bytes, view_from_index
 
 GROUP_SETS = [frozenset(c) for r in range(len(AccessGroup) + 1) for c in itertools.combinations(AccessGroup, r)]
 
@@ -24,7 +25,7 @@ def views_agree(doc: dict[str, Any]) -> int:
     body = canonical_bytes(doc)
     index = index_of(doc, body)
     assert index is not None
-    assert isinstance(orjson.loads(index), list)
+    assert orjson.loads(index)["catalogue"] == catalogue_fingerprint()
     for groups in GROUP_SETS:
         cut = view_from_index(body, index, groups)
         if AccessGroup.public in groups:
@@ -78,9 +79,27 @@ def test_a_wrong_index_is_never_made(fleet: list[dict[str, Any]]) -> None:
     assert index_of(other, body) is None
 
 
-@pytest.mark.parametrize("index", ["", "{}", "[3]", "[[1, 2]]", "[[\"x\", 1, 0, null]]", "[[0, 1, 0, [[1]]]]", "not json"])
+UNREADABLE = ["", "{}", "[3]", "[[0, 9, 0, null, 0]]", "not json", '{"catalogue": "0000", "members": []}',
+              '{"members": [[0, 9, 0, null, 0]]}']
+
+
+@pytest.mark.parametrize("index", UNREADABLE + [
+    f'{{"catalogue": "{catalogue_fingerprint()}", "members": {m}}}'
+    for m in ("3", "[[1, 2]]", '[["x", 1, 0, null, 0]]', "[[0, 1, 0, [[1]], 8]]", "[[0, 1, 0, null, 8]]")])
 def test_an_unreadable_index_means_redaction(fleet: list[dict[str, Any]], index: str) -> None:
     body = canonical_bytes(fleet[0])
     groups = frozenset({AccessGroup.public, AccessGroup.legitimate_interest_and_authorities})
     assert view_from_index(body, index, groups) is None
     assert ViewCache().get("d", 1, groups, body, index) == redacted_bytes(body, groups)
+
+
+def test_an_index_made_under_another_catalogue_is_not_used(fleet: list[dict[str, Any]],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release that moves an attribute to another access group must not serve views cut by old indexes."""
+    body = canonical_bytes(fleet[0])
+    index = index_of(fleet[0], body)
+    assert index is not None
+    groups = frozenset({AccessGroup.public, AccessGroup.legitimate_interest_and_authorities})
+    assert view_from_index(body, index, groups) is not None
+    monkeypatch.setattr(redaction, "catalogue_fingerprint", lambda: "another-catalogue")
+    assert view_from_index(body, index, groups) is None

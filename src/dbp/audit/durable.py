@@ -12,8 +12,8 @@ waits for a lock: a plain ``executemany`` and a WAL commit without fsync cost le
 batch to a thread, where the two threads then fight over the GIL on the one core (py-spy under load:
 the hand-off thread took a quarter of the samples and the loop stalled waiting for the GIL). When the
 staging file is locked (another process writing, a move deleting rows) the batch goes to the writer
-thread, which waits up to 10 s. The writer thread moves staged records into ``access_log`` about once a
-second, on start-up (records a killed process left behind), on ``flush`` and on ``close``.
+thread, which waits up to 10 s. A mover thread moves staged records into ``access_log`` every 10 s, on
+start-up (records a killed process left behind), on ``flush`` and on ``close``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dbp.audit import staging
 from dbp.audit.service import AccessRecord, record_many
 from dbp.audit.staging import Row
-from dbp.db import transaction
+from dbp.db import sqlite_file, transaction
 from dbp.errors import ServiceUnavailable
 
 log = logging.getLogger("dbp.audit")
@@ -48,20 +48,29 @@ class StagedLog:
     """This process's connections for SQLite's read-log staging (``dbp.audit.staging``): one used on the
     event loop that never waits for a lock, one on the writer thread that does, and one to the main
     database (with the staging file attached) on the mover thread, which moves staged records into
-    ``access_log``. A connection that failed is reopened."""
+    ``access_log``. A connection that failed is reopened, and so is one whose staging file was deleted
+    or replaced since it was opened (it would go on writing to the old file): before any record is
+    staged, the staging path's identity (device, inode) is compared with the connection's."""
 
     def __init__(self, database: str) -> None:
         self.database = database
         self._loop: sqlite3.Connection | None = None
         self._thread: sqlite3.Connection | None = None
         self._main: sqlite3.Connection | None = None
+        self._loop_file: tuple[int, int] | None = None
+        self._thread_file: tuple[int, int] | None = None
+        self._main_file: tuple[int, int] | None = None
 
     def try_stage(self, rows: list[Row]) -> bool:
         """Commit ``rows`` unless that means waiting for the lock (False) or anything fails (False; the
         writer thread then retries and reports the error). Event loop only."""
         try:
+            if self._loop is not None and staging.identity(self.database) != self._loop_file:
+                _close(self._loop)
+                self._loop = None
             if self._loop is None:
                 self._loop = staging.open_staging(self.database, busy_ms=0, checkpoints=False)
+                self._loop_file = staging.identity(self.database)
             staging.stage(self._loop, rows)
             return True
         except sqlite3.Error:
@@ -72,8 +81,12 @@ class StagedLog:
     def stage(self, rows: list[Row]) -> None:
         """Commit ``rows``, waiting up to 10 s for the lock. Writer thread only."""
         try:
+            if self._thread is not None and staging.identity(self.database) != self._thread_file:
+                _close(self._thread)
+                self._thread = None
             if self._thread is None:
                 self._thread = staging.open_staging(self.database, busy_ms=10_000)
+                self._thread_file = staging.identity(self.database)
             staging.stage(self._thread, rows)
         except sqlite3.Error:
             _close(self._thread)
@@ -83,13 +96,24 @@ class StagedLog:
     def move(self) -> int:
         """Move the staged records into ``access_log``. Mover thread only. Raises sqlite3.Error."""
         try:
+            moved = 0
+            if self._main is not None and staging.identity(self.database) != self._main_file:
+                # the staging file was replaced: what the old one holds is still readable through the
+                # attached handle, and is moved before the new file is attached
+                moved += staging.move(self._main)
+                _close(self._main)
+                self._main = None
             if self._main is None:
                 staging.open_staging(self.database, busy_ms=10_000).close()  # its tables, should they be missing
                 self._main = staging.connect(self.database, busy_ms=10_000)
+                # The records are deleted from the staging file once moved: the move must be on disk
+                # first, even across a power cut (NORMAL would leave it in the unsynced WAL).
+                self._main.execute("PRAGMA main.synchronous=FULL")
                 # a move touches index pages all over access_log: keep them cached between moves
                 self._main.execute(f"PRAGMA cache_size=-{MOVE_CACHE_KIB}")
                 staging.attach(self._main, self.database)
-            return staging.move(self._main)
+                self._main_file = staging.identity(self.database)
+            return moved + staging.move(self._main)
         except sqlite3.Error:
             _close(self._main)
             self._main = None
@@ -104,14 +128,6 @@ def _close(*conns: sqlite3.Connection | None) -> None:
     for conn in conns:
         if conn is not None:
             conn.close()
-
-
-def sqlite_file(factory: sessionmaker[Session]) -> str | None:
-    """The SQLite file ``factory``'s sessions use, None for other databases and in-memory SQLite."""
-    engine = factory.kw.get("bind")
-    if engine is None or engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return None
-    return str(engine.url.database)
 
 
 class ReadLogWriter:
@@ -137,7 +153,8 @@ class ReadLogWriter:
         if max_delay < 0:
             raise ValueError(f"max_delay must not be negative, got {max_delay}")
         self._sessionmaker = sessionmaker
-        path = sqlite_file(sessionmaker)
+        engine = sessionmaker.kw.get("bind")
+        path = None if engine is None else sqlite_file(engine)
         self._staged = StagedLog(path) if path else None
         self._moved_at = 0.0
         self._moved_records = 0  # records_written when the last move was started
@@ -265,7 +282,8 @@ class ReadLogWriter:
             log.warning("moving staged access-log records failed (they stay staged): %r", exc)
 
     async def flush(self) -> None:
-        """Return once every record appended so far is in ``access_log`` (queries call this first).
+        """Return once every record whose read was answered before this call is in ``access_log``
+        (queries call this first): records still waiting for a batch are awaited, staged ones moved.
         Raises ServiceUnavailable when staged records could not be moved."""
         waiting = [future for _, future in self._pending]
         if waiting:
@@ -309,7 +327,7 @@ class ReadLogWriter:
         if self._staged is not None:
             self._movers().submit(self._move_quietly)  # leave nothing staged on a clean shutdown
         if self._mover is not None:
-            self._mover.shutdown(wait=True)
-            self._mover = None
+            mover, self._mover = self._mover, None
+            await asyncio.get_running_loop().run_in_executor(None, mover.shutdown)  # the loop keeps serving
         if self._staged is not None:
             self._staged.close()

@@ -149,8 +149,6 @@ class AccessRecord(NamedTuple):
 
 
 COLUMNS = AccessRecord._fields
-# For DB-API executemany with ``?`` placeholders (SQLite's qmark style).
-INSERT_QMARK = f"INSERT INTO access_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 # ------------------------------------------------------------------------------------ appending

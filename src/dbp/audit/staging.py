@@ -13,8 +13,8 @@ passport database itself costs public reads about a third of their throughput, f
 So on SQLite a read record is committed to ``<database>.read-log`` (same columns, no secondary index):
 durable before the read is answered, as before, but neither invalidating the readers' cache nor paying
 for the indexes per batch. :func:`move` then copies the staged rows into ``access_log`` in large
-batches (about once a second from the writer thread, on start-up, and before every access-log query,
-so queries see every committed record) and deletes them from the staging file.
+batches (every 10 s from a mover thread, on start-up, and before every access-log query, so queries
+see every committed record) and deletes them from the staging file.
 
 Exactly once: ``access_log_intake`` in the main database holds, per staging file (named by a random
 id stored in the file when it is created), the highest staged id already moved; it is updated in the
@@ -28,6 +28,7 @@ serialise on the main database's write lock and re-read the high-water mark unde
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import uuid
 from pathlib import Path
@@ -82,14 +83,16 @@ def open_staging(database: str, *, busy_ms: int, checkpoints: bool = True) -> sq
     table (new file, or the table was dropped) gets a new random source id: its ids start again."""
     conn = connect(staging_path(database), busy_ms=busy_ms, checkpoints=checkpoints)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"staging_meta", "read_log"} <= tables:
+        if not _has_tables(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO staging_meta (id, source) VALUES (1, ?) "
-                             "ON CONFLICT (id) DO UPDATE SET source = excluded.source", (uuid.uuid4().hex,))
+                # again under the lock: another opener may have just created them (and staged rows
+                # under its source id, which must then stay)
+                if "read_log" not in _tables(conn):
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO staging_meta (id, source) VALUES (1, ?) "
+                                 "ON CONFLICT (id) DO UPDATE SET source = excluded.source", (uuid.uuid4().hex,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -98,6 +101,24 @@ def open_staging(database: str, *, busy_ms: int, checkpoints: bool = True) -> sq
         conn.close()
         raise
     return conn
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return {"staging_meta", "read_log"} <= _tables(conn)
+
+
+def identity(database: str) -> tuple[int, int] | None:
+    """Which file the staging path names now (device, inode), None when there is none: a connection
+    opened on a file that was since deleted or replaced keeps writing to the old one."""
+    try:
+        st = os.stat(staging_path(database))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def stage(conn: sqlite3.Connection, rows: list[Row]) -> None:
@@ -127,11 +148,12 @@ def move(main: sqlite3.Connection, *, chunk: int = MOVE_CHUNK) -> int:
     ``main``: it takes the main database's write lock (waiting for it) but only a read snapshot of the
     staging file, so appends to the staging file continue meanwhile.
     """
-    source = main.execute("SELECT source FROM staged.staging_meta WHERE id = 1").fetchone()[0]
     moved = 0
     while True:
         main.execute("BEGIN")
         try:
+            # the source id as of this transaction's snapshot of the staging file
+            source = main.execute("SELECT source FROM staged.staging_meta WHERE id = 1").fetchone()[0]
             main.execute(_CLAIM, (source,))  # the write lock first: no stale snapshot to upgrade later
             upto = main.execute(_MARK, (source,)).fetchone()[0]  # another process may have moved some
             last = main.execute("SELECT max(id) FROM staged.read_log").fetchone()[0] or 0

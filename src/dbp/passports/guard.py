@@ -5,7 +5,7 @@ and the access-log record of each (reads: durable batch before answering; writes
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -19,6 +19,9 @@ from dbp.http import correlation_id
 from dbp.passports.attributes import AccessGroup, Kind, collect_attributes
 from dbp.passports.schemas import BatteryPassport
 from dbp.passports.service import StoredVersion
+
+if TYPE_CHECKING:
+    from dbp.passports.reads import CurrentVersionReader
 
 # What roles other than the responsible operator may change (Art. 78(f), HARD-9).
 REPAIR_ATTRIBUTES = frozenset({"generalProductInformation.repairHistory", "generalProductInformation.batteryStatus"})
@@ -57,7 +60,8 @@ class ReadContexts:
 
     On SQLite the organisation's part — its authorisations, and whether it holds any live grant at all —
     is kept until the database changes (``CurrentVersionReader.data_version``: any commit by another
-    connection, so a revocation counts at once), and the per-passport grant query runs only for an
+    connection, so a revocation counts at once; the reader's own connection is ``query_only`` and never
+    changes anything itself), and the per-passport grant query runs only for an
     organisation that holds grants; a reader without grants costs one pragma instead of a query.
     Elsewhere every decision makes one round trip.
     """
@@ -67,7 +71,8 @@ class ReadContexts:
     def __init__(self) -> None:
         self._by_org: dict[str, tuple[int, frozenset[str], bool]] = {}
 
-    async def of(self, reader: Any, principal: Principal, dpp_id: str) -> tuple[frozenset[str], frozenset[str]]:
+    async def of(self, reader: CurrentVersionReader, principal: Principal,
+                 dpp_id: str) -> tuple[frozenset[str], frozenset[str]]:
         version = reader.data_version()
         if version is None:
             rows = await reader.rows(access.READ_CONTEXT_SQL,

@@ -19,6 +19,7 @@ from starlette.types import Scope
 from dbp.access.deps import stated_purpose
 from dbp.access.principal import ANONYMOUS
 from dbp.audit.service import AccessRecord, Action
+from dbp.db import sqlite_file
 from dbp.http import accepted_representation, client_correlation_id, new_correlation_id
 from dbp.passports import guard
 from dbp.passports.service import StoredVersion
@@ -47,8 +48,9 @@ class CurrentVersionReader:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sqlite: sqlite3.Connection | None = None
-        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            self._sqlite = sqlite3.connect(engine.url.database, check_same_thread=False, isolation_level=None)
+        path = sqlite_file(engine)
+        if path is not None:
+            self._sqlite = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._sqlite.execute("PRAGMA busy_timeout=10000")
             self._sqlite.execute("PRAGMA query_only=ON")
 
@@ -141,14 +143,14 @@ class FastCurrentReads:
             return None
         try:
             answer = await self._answer(scope)
+            if answer is None:
+                return None
+            version, groups, cid = answer
+            return [*version.raw_headers(), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(version.body)).encode()), (b"x-dpp-access", groups),
+                    (b"x-correlation-id", cid.encode())], version.body
         except Exception:  # any failure: let the routes answer, with their error object
             return None
-        if answer is None:
-            return None
-        version, groups, cid = answer
-        return [*version.raw_headers(), (b"content-type", b"application/json"),
-                (b"content-length", str(len(version.body)).encode()), (b"x-dpp-access", groups),
-                (b"x-correlation-id", cid.encode())], version.body
 
     async def _answer(self, scope: Scope) -> tuple[StoredVersion, bytes, str] | None:
         target = self._target(scope)

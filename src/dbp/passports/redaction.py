@@ -156,26 +156,41 @@ def _append_run(out: bytearray, run: dict[str, Any], children: list[tuple[int, i
     children.append((start, len(out), ALWAYS))
 
 
+@cache
+def catalogue_fingerprint() -> str:
+    """What an index's group bits were worked out from — this index format and every attribute's access
+    group. An index made under another catalogue (a release that moved an attribute to another group)
+    is not used: its views are redacted under the current one."""
+    lines = ["dbp-view-index/1", *sorted(f"{'.'.join(path)}={group.value}" for group, path in _paths())]
+    return sha256_hex("\n".join(lines).encode())[:16]
+
+
 def index_of(doc: dict[str, Any], body: bytes) -> str | None:
-    """The view index of ``body``, the canonical bytes of ``doc``: where its members lie in it — JSON
-    ``[[start, end, groupBit, children, childBits], ...]`` per top-level member, ``children``
-    ``[[start, end, groupBit], ...]`` for an object a view may cut (consecutive members every view keeps
-    as one span), else null, and ``childBits`` the union of their group bits. None when ``body`` is not
-    the member-by-member serialisation of ``doc`` (such versions' views are redacted instead)."""
+    """The view index of ``body``, the canonical bytes of ``doc``: JSON ``{"catalogue": fingerprint,
+    "members": [[start, end, groupBit, children, childBits], ...]}`` — where each top-level member lies
+    in ``body``, ``children`` ``[[start, end, groupBit], ...]`` for an object a view may cut
+    (consecutive members every view keeps as one span) else null, ``childBits`` the union of their
+    group bits. None when ``body`` is not the member-by-member serialisation of ``doc`` (such versions'
+    views are redacted instead)."""
     members = _members(doc, body)
-    return None if members is None else orjson.dumps(members).decode()
+    if members is None:
+        return None
+    return orjson.dumps({"catalogue": catalogue_fingerprint(), "members": members}).decode()
 
 
 def view_from_index(body: bytes, index: str, groups: frozenset[AccessGroup]) -> tuple[bytes, str] | None:
     """The view of ``body`` for ``groups`` and its SHA-256: the members it keeps, cut out of ``body`` with
     its view index and joined — the same bytes as ``canonical_bytes(redact(orjson.loads(body), groups))``.
     None for a combination without the public group (the index merges public members into spans that
-    every view keeps) and for an index this code did not write."""
+    every view keeps) and for an index this code did not write or made under another catalogue."""
     allowed = mask_of(groups)
     if not allowed & PUBLIC_BIT:
         return None
     try:
-        members: list[Member] = orjson.loads(index)  # lists where Member says tuples: read the same way
+        parsed = orjson.loads(index)
+        if not isinstance(parsed, dict) or parsed.get("catalogue") != catalogue_fingerprint():
+            return None
+        members: list[Member] = parsed["members"]  # lists where Member says tuples: read the same way
         if not isinstance(members, list):
             return None
         parts = []
@@ -190,7 +205,7 @@ def view_from_index(body: bytes, index: str, groups: frozenset[AccessGroup]) -> 
             kept = [body[s:e] for s, e, b in children if not b or b & allowed]
             if kept:  # a cluster all of whose attributes are withheld is left out, as redact does
                 parts.append(body[start:children[0][0]] + b",".join(kept) + b"}")
-    except (ValueError, TypeError, AttributeError, IndexError):  # not an index this code wrote
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError):  # not an index this code wrote
         return None
     view = b"{" + b",".join(parts) + b"}"
     return view, sha256_hex(view)
