@@ -148,3 +148,16 @@ class ResultMessage:
         if self.details:
             out["details"] = self.details
         return out
+
+
+class ProofError(VerificationError):
+    """A Merkle proof, checkpoint or signed note was refused (``dbp.integrity``).
+
+    ``reason`` is a stable slug naming the check that failed (``root-mismatch``, ``proof-length``,
+    ``bad-signature``, …) so callers and tests can tell failures apart without parsing the message;
+    the message says what was expected and what was found.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
