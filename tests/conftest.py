@@ -28,8 +28,9 @@ from dbp.config import Settings
 from dbp.db import make_engine, make_sessionmaker, sqlite_file
 from dbp.migrate import upgrade
 
-TABLES = ("access_log", "passport_links", "grants", "passport_versions", "passports", "api_keys", "api_clients",
-          "users", "authorisations", "organisations")
+# log_state first: deleting it waits for an appender or checkpointer holding it, so what they commit is emptied too
+TABLES = ("log_state", "log_checkpoints", "log_leaves", "log_nodes", "access_log", "passport_links", "grants",
+          "passport_versions", "passports", "api_keys", "api_clients", "users", "authorisations", "organisations")
 
 
 def _free_port() -> int:

@@ -28,6 +28,7 @@ from dbp.db import make_engine, make_sessionmaker
 from dbp.errors import DbpError, FieldError, ServiceUnavailable
 from dbp.hardening import Hardening
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
+from dbp.integrity import log as integrity_log
 from dbp.passports import routes as passport_routes
 from dbp.passports.guard import ReadContexts
 from dbp.passports.reads import CurrentVersionReader, FastCurrentReads
@@ -94,7 +95,9 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.read_log.flush()
         except ServiceUnavailable as exc:
             log.warning("staged access-log records not moved at start-up (they stay staged): %s", exc.__cause__)
+        app.state.checkpointer.start()  # signs a checkpoint every second while the log grows
         yield
+        await app.state.checkpointer.stop()
         await app.state.read_log.close()
         app.state.reader.close()
         engine.dispose()
@@ -123,6 +126,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tokens = TokenService(app.state.sessionmaker, issuer=settings.base_url,
                                     secret_key=settings.secret_key or DEVELOPMENT_SECRET,
                                     ttl_seconds=settings.token_ttl_seconds, oidc=_oidc(settings, app))
+    app.state.checkpointer = integrity_log.Checkpointer(
+        app.state.sessionmaker, read_factory=app.state.read_sessionmaker,
+        secret_key=settings.secret_key or DEVELOPMENT_SECRET, origin=integrity_log.origin_of(settings.base_url))
     _install_error_handlers(app)
     app.add_middleware(CorrelationAndLimits, max_body=settings.max_body_bytes)
     app.include_router(passport_routes.router)

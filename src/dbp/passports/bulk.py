@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbp.errors import Conflict, DbpError, FieldError, ValidationFailed
+from dbp.integrity import log as integrity_log
 from dbp.passports import service
 from dbp.passports.models import Passport, PassportVersion
 from dbp.passports.paths import Segment, display, parse_element_path, set_element
@@ -328,6 +329,7 @@ def _store(session: Session, items: list[Item], *, promised: frozenset[str] = fr
            final: bool = False) -> _Tally:
     """Insert new products in bulk; known products become a new version or are skipped."""
     tally = _Tally()
+    logged: list[integrity_log.Leaf] = []  # appended to the transparency log last, in one call
     existing = dict(session.execute(select(Passport.product_id, Passport.dpp_id).where(
         Passport.product_id.in_([p.product_id for _, p in items]))).all())
     new: list[Item] = []
@@ -341,7 +343,9 @@ def _store(session: Session, items: list[Item], *, promised: frozenset[str] = fr
         seen.add(p.product_id)
         if p.product_id in existing:
             assert rec.raw is not None
-            if _update_existing(session, existing[p.product_id], rec.raw):
+            stored = _update_existing(session, existing[p.product_id], rec.raw)
+            if stored is not None:
+                logged.append(stored.leaf())
                 tally.updated += 1
             else:
                 tally.unchanged += 1
@@ -372,12 +376,14 @@ def _store(session: Session, items: list[Item], *, promised: frozenset[str] = fr
             raise Conflict("a dppId or product of this batch was stored concurrently", details=[FieldError(
                 "$.dppId", "import.storedConcurrently", "dppId or product already exists")]) from exc
         service._flush(session)
+        logged.extend(integrity_log.Leaf(p.dpp_id, 1, p.rendered.sha256, p.at) for _, p in fresh)
+    integrity_log.append(session, leaves=logged)
     tally.created = len(fresh)
     return tally
 
 
-def _update_existing(session: Session, dpp_id: str, raw: bytes) -> bool:
-    """A known product: a new version if its content differs from the current one. True if stored."""
+def _update_existing(session: Session, dpp_id: str, raw: bytes) -> service.StoredVersion | None:
+    """A known product: a new version if its content differs from the current one (returned, not yet logged)."""
     doc = _strip_server_fields(parse_document(raw))
     row = session.get(Passport, dpp_id)
     assert row is not None
@@ -391,11 +397,10 @@ def _update_existing(session: Session, dpp_id: str, raw: bytes) -> bool:
         doc.endOfLife = EndOfLife.model_validate(old["endOfLife"])
     # Render the incoming document exactly as it would be stored at the current version's time.
     if service._finalise(doc, dpp_id=dpp_id, at=old["lastUpdate"]).body == current.body:
-        return False
+        return None
     service._writable(row)
     service._check_update(old, doc)
-    service.append_version(session, row=row, doc=doc, change="import")
-    return True
+    return service.append_version(session, row=row, doc=doc, change="import", log=False)
 
 
 def _batches(records: Iterable[RecordSource], size: int) -> Iterator[list[RecordSource]]:

@@ -30,6 +30,7 @@ from dbp.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
+from dbp.integrity import log as integrity_log
 from dbp.integrity.canonical import canonical_bytes, sha256_hex
 from dbp.passports import paths
 from dbp.passports.attributes import AccessGroup
@@ -68,6 +69,10 @@ class StoredVersion:
     @property
     def etag(self) -> str:
         return f'"{self.sha256}"'
+
+    def leaf(self) -> integrity_log.Leaf:
+        """What this version's transparency-log leaf commits to."""
+        return integrity_log.Leaf(self.dpp_id, self.version, self.sha256, self.created_at)
 
     def headers(self) -> dict[str, str]:
         """Response headers of a read of this version (the same on every read path)."""
@@ -165,7 +170,9 @@ def insert_new(
     session.add(Passport(dpp_id=dpp_id, current_version=1, created_at=at, updated_at=at, **_columns(doc)))
     session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, **rendered.row()))
     _flush(session)
-    return StoredVersion(dpp_id, 1, at, rendered.sha256, rendered.body, doc.economicOperatorId, rendered.view_index)
+    stored = StoredVersion(dpp_id, 1, at, rendered.sha256, rendered.body, doc.economicOperatorId, rendered.view_index)
+    integrity_log.append(session, leaves=[stored.leaf()])
+    return stored
 
 
 def create_passport(session: Session, *, body: bytes, now: datetime | None = None) -> StoredVersion:
@@ -185,8 +192,9 @@ def _flush(session: Session) -> None:
 
 
 def append_version(session: Session, *, row: Passport, doc: BatteryPassport, change: str,
-                   now: datetime | None = None) -> StoredVersion:
-    """Store ``doc`` as the next version of ``row``; optimistic on ``current_version``."""
+                   now: datetime | None = None, log: bool = True) -> StoredVersion:
+    """Store ``doc`` as the next version of ``row``; optimistic on ``current_version``. Appends its leaf to the
+    transparency log unless ``log`` is false (the caller then appends it, with others, as its last write)."""
     check_semantics(doc)
     at = timestamp(now)
     rendered = _finalise(doc, dpp_id=row.dpp_id, at=at)
@@ -203,8 +211,11 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
         raise Conflict("the passport was changed concurrently; retry with a fresh ETag")
     _flush(session)
     row.current_version = version
-    return StoredVersion(row.dpp_id, version, at, rendered.sha256, rendered.body, doc.economicOperatorId,
-                         rendered.view_index)
+    stored = StoredVersion(row.dpp_id, version, at, rendered.sha256, rendered.body, doc.economicOperatorId,
+                           rendered.view_index)
+    if log:
+        integrity_log.append(session, leaves=[stored.leaf()])
+    return stored
 
 
 # ------------------------------------------------------------------------------------ reading

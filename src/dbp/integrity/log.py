@@ -1,0 +1,480 @@
+"""The repository's transparency log: an RFC 9162 Merkle tree over every passport version, stored, signed and
+served. Keyword-only functions over a SQLAlchemy ``Session``; they flush, the caller commits.
+
+**Leaves.** A leaf commits to one passport version. Its bytes are the RFC 8785 canonical JSON of::
+
+    {"at": "<version's createdAt, 2027-02-18T10:00:00.000000Z>", "dppId": "<passport id>",
+     "kind": "passportVersion", "sha256": "<lowercase hex SHA-256 of the version's canonical bytes>",
+     "version": <version number>}
+
+(members sorted by key, no whitespace, UTF-8; ``Leaf.encode``) and its hash is SHA-256(0x00 || bytes) (RFC 9162
+§2.1.1). ``kind`` names the shape: later kinds (signed versions, access-log digests) add members, never change
+these.
+
+**Appending** (``append``) happens in the caller's transaction, so a version and its leaf commit or roll back
+together. Appenders are serialised on the one ``log_state`` row (SELECT … FOR UPDATE on PostgreSQL; SQLite's
+write transactions already are, BEGIN IMMEDIATE): take it after every other lock of the transaction (the passport
+rows), so two writers never wait on each other in opposite orders. One call appends any number of leaves with
+one executemany per table: the leaf rows and every complete subtree they complete (``merkle.Frontier``); the new
+size and frontier replace the state row. Nothing is ever rebuilt.
+
+**Checkpoints** (``checkpoint``) are C2SP signed notes of (origin, size, root), made when the log grew since the
+latest one and stored in place of it; ``Checkpointer`` makes them every second in the server. The signing key
+lives in ``log_keys``, created on first use, its private half encrypted with a key derived from DBP_SECRET_KEY.
+
+**Proofs and leaves** are served only within the latest checkpoint, so every answer can be checked against a
+signed root: ``inclusion_proof`` / ``consistency_proof`` fetch exactly the complete subtrees the RFC 9162 proof
+is made of (``merkle.inclusion_plan`` / ``consistency_plan``) in one query. Fails closed: malformed arguments
+raise ``BadRequest``, sizes beyond the latest checkpoint and unknown leaves ``NotFound``, and storage that does
+not hold what the log promises (a missing node, a corrupt frontier, a log shorter than its checkpoint)
+``VerificationError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from sqlalchemy import Table, delete, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from dbp.clock import timestamp
+from dbp.db import transaction
+from dbp.errors import BadRequest, FieldError, NotFound, ServiceUnavailable, VerificationError
+from dbp.integrity import merkle
+from dbp.integrity.canonical import canonical_bytes
+from dbp.integrity.checkpoint import Checkpoint, Ed25519Signer, VerifierKey, sign_checkpoint
+from dbp.integrity.models import STATE_ID, LogCheckpoint, LogKey, LogLeaf, LogNode, LogState
+
+log = logging.getLogger("dbp.integrity")
+
+KIND_VERSION = "passportVersion"
+#: At most this many leaves per ``leaves`` call.
+MAX_LEAVES = 1000
+#: Seconds between two looks of the ``Checkpointer`` at the log (the issue wants at least one per second).
+CHECKPOINT_INTERVAL = 1.0
+#: The largest size or index the API accepts (PostgreSQL BIGINT).
+MAX_INDEX = 2**63 - 1
+
+# Core tables: appends are executemany INSERTs without the ORM's per-row work.
+_LEAVES = cast(Table, LogLeaf.__table__)
+_NODES = cast(Table, LogNode.__table__)
+_STATE = cast(Table, LogState.__table__)
+_CHECKPOINTS = cast(Table, LogCheckpoint.__table__)
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+# --- leaves ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """What one leaf commits to. ``ValueError`` on construction from fields that are not a stored version's."""
+
+    dpp_id: str
+    version: int
+    sha256: str
+    at: str
+    kind: str = KIND_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dpp_id, str) or not 0 < len(self.dpp_id) <= 256:
+            raise ValueError(f"leaf dppId: expected 1..256 characters, got {self.dpp_id!r:.80}")
+        if type(self.version) is not int or not 1 <= self.version <= 2**31 - 1:
+            raise ValueError(f"leaf version: expected an integer >= 1, got {self.version!r:.40}")
+        if not isinstance(self.sha256, str) or not _HEX64.fullmatch(self.sha256):
+            raise ValueError(f"leaf sha256: expected 64 lowercase hex digits, got {self.sha256!r:.80}")
+        if not isinstance(self.at, str) or not _TS.fullmatch(self.at):
+            raise ValueError(f"leaf at: expected a stored timestamp, got {self.at!r:.40}")
+        if self.kind != KIND_VERSION:
+            raise ValueError(f"leaf kind: expected {KIND_VERSION!r}, got {self.kind!r:.40}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"at": self.at, "dppId": self.dpp_id, "kind": self.kind, "sha256": self.sha256,
+                "version": self.version}
+
+    def encode(self) -> bytes:
+        """The leaf bytes: RFC 8785 canonical JSON of ``as_json()``."""
+        return canonical_bytes(self.as_json())
+
+    def leaf_hash(self) -> bytes:
+        """RFC 9162 §2.1.1: SHA-256(0x00 || leaf bytes)."""
+        return merkle.hash_leaf(self.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLeaf:
+    index: int
+    leaf: Leaf
+    leaf_hash: bytes
+
+    def as_json(self) -> dict[str, Any]:
+        return {"leafIndex": self.index, "leaf": self.leaf.as_json(), "leafData": b64(self.leaf.encode()),
+                "leafHash": b64(self.leaf_hash)}
+
+
+def b64(data: bytes) -> str:
+    """Standard padded base64 (RFC 4648 §4), as checkpoints write hashes."""
+    return base64.b64encode(data).decode("ascii")
+
+
+# --- state -----------------------------------------------------------------------------------------------------
+
+
+def _insert_ignore(session: Session, table: Any, row: dict[str, Any]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    stmt = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).values(**row)
+    session.execute(stmt.on_conflict_do_nothing())
+
+
+def _frontier(size: int, blob: bytes) -> merkle.Frontier:
+    blob = bytes(blob)
+    try:
+        return merkle.Frontier(size, [blob[i:i + merkle.HASH_SIZE] for i in range(0, len(blob), merkle.HASH_SIZE)])
+    except ValueError as exc:
+        raise VerificationError(f"log state: expected the frontier of {size} leaves, got {len(blob)} bytes "
+                                f"({exc})") from None
+
+
+def _state(session: Session, *, lock: bool) -> merkle.Frontier:
+    """The log's frontier; with ``lock`` the state row is locked (created if missing) until the transaction ends."""
+    stmt = select(LogState.size, LogState.frontier).where(LogState.id == STATE_ID)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
+    if row is None and lock:
+        _insert_ignore(session, _STATE,
+                       {"id": STATE_ID, "size": 0, "frontier": b"", "updated_at": timestamp()})
+        row = session.execute(stmt).first()
+    if row is None:
+        return merkle.Frontier()
+    return _frontier(row[0], row[1])
+
+
+def size(session: Session) -> int:
+    """The number of leaves appended and committed (or appended in this transaction)."""
+    return int(session.scalar(select(LogState.size).where(LogState.id == STATE_ID)) or 0)
+
+
+def append(session: Session, *, leaves: Sequence[Leaf]) -> range:
+    """Append ``leaves`` in order in the caller's transaction; returns their leaf indexes. Locks the log until the
+    transaction ends. ``ValueError`` for something that is not a ``Leaf``."""
+    if not leaves:
+        return range(0)
+    frontier = _state(session, lock=True)
+    first = frontier.size
+    leaf_rows: list[dict[str, Any]] = []
+    node_rows: list[dict[str, Any]] = []
+    for leaf in leaves:
+        if not isinstance(leaf, Leaf):
+            raise ValueError(f"expected a Leaf, got {type(leaf).__name__}")
+        digest = leaf.leaf_hash()
+        leaf_rows.append({"leaf_index": frontier.size, "kind": leaf.kind, "dpp_id": leaf.dpp_id,
+                          "version": leaf.version, "sha256": leaf.sha256, "at": leaf.at, "leaf_hash": digest})
+        node_rows.extend({"level": s.level, "idx": s.index, "hash": s.digest} for s in frontier.append(digest))
+    session.execute(insert(_LEAVES), leaf_rows)
+    session.execute(insert(_NODES), node_rows)
+    result = session.execute(
+        update(_STATE).where(LogState.id == STATE_ID, LogState.size == first)
+        .values(size=frontier.size, frontier=b"".join(frontier.hashes), updated_at=timestamp()))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise VerificationError(f"log state: expected size {first} under the lock, found it changed")
+    return range(first, frontier.size)
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root_hash: bytes
+    note: str
+    created_at: str
+
+
+def latest_checkpoint(session: Session) -> StoredCheckpoint | None:
+    row = session.execute(select(LogCheckpoint.size, LogCheckpoint.root_hash, LogCheckpoint.note,
+                                 LogCheckpoint.created_at).order_by(LogCheckpoint.size.desc()).limit(1)).first()
+    return None if row is None else StoredCheckpoint(row[0], bytes(row[1]), row[2], row[3])
+
+
+def require_checkpoint(session: Session) -> StoredCheckpoint:
+    latest = latest_checkpoint(session)
+    if latest is None:
+        raise ServiceUnavailable("the log has no signed checkpoint yet; one is made every second, retry shortly")
+    return latest
+
+
+def _int(name: str, value: object) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_INDEX:
+        raise BadRequest(f"{name} must be an integer in 0..{MAX_INDEX}, got {value!r:.40}",
+                         details=[FieldError(name, "log.integer", f"expected an integer in 0..{MAX_INDEX}")])
+    return value
+
+
+def _within(name: str, value: int, latest: StoredCheckpoint) -> None:
+    if value > latest.size:
+        raise NotFound(f"{name} {value} is beyond the latest signed checkpoint (tree size {latest.size}); "
+                       "ask for a size it covers, or wait for the next checkpoint",
+                       details=[FieldError(name, "log.beyondCheckpoint", f"at most {latest.size}")])
+
+
+def _stored_leaf(row: Any) -> StoredLeaf:
+    index, kind, dpp_id, version, sha, at, digest = row
+    try:
+        leaf = Leaf(dpp_id, version, sha, at, kind)
+    except ValueError as exc:
+        raise VerificationError(f"log leaf {index}: expected a well-formed leaf, got {exc}") from None
+    return StoredLeaf(index, leaf, bytes(digest))
+
+
+_LEAF_COLUMNS = (LogLeaf.leaf_index, LogLeaf.kind, LogLeaf.dpp_id, LogLeaf.version, LogLeaf.sha256, LogLeaf.at,
+                 LogLeaf.leaf_hash)
+
+
+def leaf_at(session: Session, *, index: int) -> StoredLeaf:
+    """The leaf at ``index``; NotFound beyond the latest checkpoint."""
+    latest = require_checkpoint(session)
+    if _int("leafIndex", index) >= latest.size:
+        raise NotFound(f"leaf {index} is not covered by the latest signed checkpoint (tree size {latest.size})",
+                       details=[FieldError("leafIndex", "log.beyondCheckpoint", f"below {latest.size}")])
+    row = session.execute(select(*_LEAF_COLUMNS).where(LogLeaf.leaf_index == index)).first()
+    if row is None:
+        raise VerificationError(f"log storage: expected leaf {index} (within the latest checkpoint), got none")
+    return _stored_leaf(row)
+
+
+def find_leaf(session: Session, *, dpp_id: str, version: int) -> StoredLeaf:
+    """The latest leaf of passport version (``dpp_id``, ``version``); NotFound if it is not logged."""
+    if "\x00" in dpp_id or not 0 < len(dpp_id) <= 256:
+        raise NotFound(f"no log leaf for passport {dpp_id!r:.80}")
+    row = session.execute(select(*_LEAF_COLUMNS).where(LogLeaf.dpp_id == dpp_id, LogLeaf.version == version)
+                          .order_by(LogLeaf.leaf_index.desc()).limit(1)).first()
+    if row is None:
+        raise NotFound(f"no log leaf for version {version} of passport {dpp_id}")
+    return _stored_leaf(row)
+
+
+def leaves(session: Session, *, start: int, end: int) -> list[StoredLeaf]:
+    """Leaves [start, end) in order: at most ``MAX_LEAVES``, within the latest checkpoint."""
+    _int("start", start)
+    _int("end", end)
+    if start >= end:
+        raise BadRequest(f"start must be below end, got start={start}, end={end}",
+                         details=[FieldError("start", "log.range", "expected start < end")])
+    if end - start > MAX_LEAVES:
+        raise BadRequest(f"at most {MAX_LEAVES} leaves per request, asked for {end - start}",
+                         details=[FieldError("end", "log.rangeTooLarge", f"expected end - start <= {MAX_LEAVES}")])
+    _within("end", end, require_checkpoint(session))
+    rows = session.execute(select(*_LEAF_COLUMNS).where(LogLeaf.leaf_index >= start, LogLeaf.leaf_index < end)
+                           .order_by(LogLeaf.leaf_index)).all()
+    found = [_stored_leaf(r) for r in rows]
+    if [s.index for s in found] != list(range(start, end)):
+        raise VerificationError(f"log storage: expected leaves {start}..{end - 1}, got {len(found)} of them")
+    return found
+
+
+def _proof(session: Session, plan: merkle.ProofPlan) -> list[bytes]:
+    """The proof hashes of ``plan`` from the stored complete subtrees, fetched in one query."""
+    wanted = {node for nodes in plan for node in nodes}
+    if not wanted:
+        return []
+    rows = session.execute(select(LogNode.level, LogNode.idx, LogNode.hash).where(
+        tuple_(LogNode.level, LogNode.idx).in_(sorted((n.level, n.index) for n in wanted)))).all()
+    stored = {merkle.Node(level, idx): bytes(digest) for level, idx, digest in rows}
+
+    def subtree_hash(start: int, end: int) -> bytes:
+        node = merkle.node_for_range(start, end)
+        digest = stored.get(node)
+        if digest is None:
+            raise VerificationError(f"log storage: expected the hash of leaves [{start}, {end}), got none")
+        return digest
+
+    return merkle.build_proof(plan, subtree_hash)
+
+
+def inclusion_proof(session: Session, *, index: int, size: int) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 inclusion proof of leaf ``index`` in the tree of ``size`` leaves (<= the latest
+    checkpoint's size)."""
+    _int("leafIndex", index)
+    _int("treeSize", size)
+    if index >= size:
+        raise BadRequest(f"leaf index {index} is not in a tree of {size} leaves",
+                         details=[FieldError("leafIndex", "log.indexBeyondSize", "expected leafIndex < treeSize")])
+    _within("treeSize", size, require_checkpoint(session))
+    return _proof(session, merkle.inclusion_plan(index, size))
+
+
+def consistency_proof(session: Session, *, size1: int, size2: int) -> list[bytes]:
+    """RFC 9162 §2.1.4.1 consistency proof from the tree of ``size1`` leaves to the tree of ``size2``
+    (<= the latest checkpoint's size)."""
+    _int("from", size1)
+    _int("to", size2)
+    if size1 > size2:
+        raise BadRequest(f"from must not exceed to, got from={size1}, to={size2}",
+                         details=[FieldError("from", "log.sizeOrder", "expected from <= to")])
+    _within("to", size2, require_checkpoint(session))
+    return _proof(session, merkle.consistency_plan(size1, size2))
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------------
+
+
+def origin_of(base_url: str) -> str:
+    """The log's origin line (and key name): the public base URL without scheme, plus ``/log``
+    (``https://dpp.example.com`` → ``dpp.example.com/log``)."""
+    parts = urlsplit(base_url)
+    return f"{parts.netloc}{parts.path.rstrip('/')}/log"
+
+
+def needs_checkpoint(session: Session) -> bool:
+    """True when the log has no checkpoint, or has grown past the latest one."""
+    latest = latest_checkpoint(session)
+    return latest is None or size(session) != latest.size
+
+
+def checkpoint(session: Session, *, signer: Ed25519Signer, origin: str) -> StoredCheckpoint | None:
+    """Sign and store a checkpoint of the current log when it has none or grew since the latest (which it
+    replaces); None when nothing changed. ``VerificationError`` if the log is shorter than its latest checkpoint."""
+    frontier = _state(session, lock=True)
+    latest = latest_checkpoint(session)
+    if latest is not None and latest.size == frontier.size:
+        return None
+    if latest is not None and latest.size > frontier.size:
+        raise VerificationError(f"log state: expected at least the {latest.size} leaves of the latest checkpoint, "
+                                f"got {frontier.size}")
+    root = frontier.root()
+    note = sign_checkpoint(Checkpoint(origin, frontier.size, root), [signer]).decode("utf-8")
+    stored = StoredCheckpoint(frontier.size, root, note, timestamp())
+    _insert_ignore(session, _CHECKPOINTS, {"size": stored.size, "root_hash": root, "note": note,
+                                                      "created_at": stored.created_at})
+    session.execute(delete(_CHECKPOINTS).where(LogCheckpoint.size < stored.size))
+    return stored
+
+
+# --- the signing key -------------------------------------------------------------------------------------------
+
+
+def _fernet(secret_key: str) -> Fernet:
+    digest = hashlib.sha256(b"dbp/log-key-encryption/" + secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def create_key(session: Session, *, secret_key: str) -> str:
+    """Add a new checkpoint signing key (it signs from now on); returns its kid."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    kid = f"lk-{uuid.uuid4().hex[:16]}"
+    session.add(LogKey(kid=kid, public_key=key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw),
+                       private_encrypted=_fernet(secret_key).encrypt(private).decode("ascii"), created_at=timestamp()))
+    session.flush()
+    return kid
+
+
+def _active_key(session: Session) -> LogKey | None:
+    return session.scalars(select(LogKey).where(LogKey.retired_at.is_(None))
+                           .order_by(LogKey.created_at.desc(), LogKey.kid.desc()).limit(1)).first()
+
+
+def load_signer(session: Session, *, secret_key: str, origin: str) -> Ed25519Signer:
+    """The signer of the active key under the key name ``origin``; creates the key on first use (under the log
+    lock, so concurrent processes end up with one). ``VerificationError`` if the stored key cannot be decrypted
+    with ``secret_key`` or is not the key its public half says."""
+    row = _active_key(session)
+    if row is None:
+        _state(session, lock=True)
+        row = _active_key(session)
+        if row is None:
+            create_key(session, secret_key=secret_key)
+            row = _active_key(session)
+    assert row is not None
+    try:
+        key = Ed25519PrivateKey.from_private_bytes(_fernet(secret_key).decrypt(row.private_encrypted.encode()))
+    except (InvalidToken, ValueError):
+        raise VerificationError(f"log signing key {row.kid}: cannot decrypt it (DBP_SECRET_KEY changed, or the "
+                                "row was tampered with)") from None
+    if key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) != bytes(row.public_key):
+        raise VerificationError(f"log signing key {row.kid}: expected the private key of its stored public key")
+    return Ed25519Signer(origin, key)
+
+
+class Checkpointer:
+    """Keeps the log's checkpoint fresh: every ``interval`` seconds, if the log grew, a new signed checkpoint.
+
+    ``tick`` looks through ``read_factory`` first (on SQLite that takes no write lock) and opens a write
+    transaction only when there is something to sign. ``start`` / ``stop`` run it as a task on the event loop,
+    the database work in a worker thread; an error is logged and tried again at the next tick.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], *, secret_key: str, origin: str,
+                 read_factory: sessionmaker[Session] | None = None, interval: float = CHECKPOINT_INTERVAL) -> None:
+        self.factory = factory
+        self.read_factory = read_factory or factory
+        self.secret_key = secret_key
+        self.origin = origin
+        self.interval = interval
+        self._signer: Ed25519Signer | None = None
+        self._lock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def signer(self) -> Ed25519Signer:
+        with self._lock:
+            if self._signer is None:
+                with transaction(self.factory) as session:
+                    self._signer = load_signer(session, secret_key=self.secret_key, origin=self.origin)
+            return self._signer
+
+    def verifier(self) -> VerifierKey:
+        return self.signer().verifier
+
+    def tick(self) -> StoredCheckpoint | None:
+        with self.read_factory() as session:
+            try:
+                if not needs_checkpoint(session):
+                    return None
+            finally:
+                session.rollback()
+        signer = self.signer()
+        with transaction(self.factory) as session:
+            return checkpoint(session, signer=signer, origin=self.origin)
+
+    async def _run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await asyncio.to_thread(self.tick)
+            except Exception:
+                log.exception("log checkpoint not made; trying again in %s s", self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.interval)
+
+    def start(self) -> None:
+        """Run ``tick`` every ``interval`` seconds on the running event loop until ``stop``."""
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self._run(self._stopping), name="dbp-log-checkpoints")
+
+    async def stop(self) -> None:
+        """Stop ticking; returns once a tick in progress has finished."""
+        if self._task is None or self._stopping is None:
+            return
+        self._stopping.set()
+        await self._task
+        self._task = None
