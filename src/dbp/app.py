@@ -29,6 +29,7 @@ from dbp.errors import DbpError, FieldError, ServiceUnavailable
 from dbp.hardening import Hardening
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
 from dbp.integrity import log as integrity_log
+from dbp.integrity import routes as integrity_routes
 from dbp.passports import routes as passport_routes
 from dbp.passports.guard import ReadContexts
 from dbp.passports.reads import CurrentVersionReader, FastCurrentReads
@@ -134,6 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(passport_routes.router)
     app.include_router(access_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(integrity_routes.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> Response:

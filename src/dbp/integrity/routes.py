@@ -1,0 +1,109 @@
+"""The transparency log over HTTP (public, read-only; nothing of a passport but its id, version numbers and
+content hashes):
+
+* ``GET /api/v1/log/checkpoint`` — the latest signed checkpoint as a C2SP signed note (``text/plain``), or with
+  ``Accept: application/json`` as ``{origin, size, rootHash, note, verifierKey, createdAt}``;
+* ``GET /api/v1/log/proof/inclusion?leafIndex=&treeSize=`` or ``?dppId=&version=&treeSize=``;
+* ``GET /api/v1/log/proof/consistency?from=&to=``;
+* ``GET /api/v1/log/leaves?start=&end=`` (at most 1,000).
+
+Hashes are standard base64. ``treeSize`` / ``to`` default to the latest checkpoint's size, whose signed note is
+then part of the answer (``checkpoint``). Sizes beyond the latest checkpoint are refused (404), malformed
+arguments too (400), each with the EN 18222 error object.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from dbp.deps import ReadSessionDep
+from dbp.errors import BadRequest, FieldError, NotAcceptable, NotFound
+from dbp.http import json_response
+from dbp.integrity import log
+from dbp.integrity.log import b64
+
+router = APIRouter(prefix="/api/v1/log", tags=["transparency log"])
+
+Size = Annotated[int, Query(ge=0, le=log.MAX_INDEX)]
+OptionalSize = Annotated[int | None, Query(ge=0, le=log.MAX_INDEX)]
+NOTE_TYPE = "text/plain; charset=utf-8"
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def _verifier_key(request: Request) -> str:
+    return str(request.app.state.checkpointer.verifier().encode())
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    json_at, text_at = accept.find("application/json"), accept.find("text/plain")
+    if json_at >= 0 and (text_at < 0 or json_at < text_at):
+        return True
+    if accept and text_at < 0 and not any(t in accept for t in ("*/*", "text/*")):
+        raise NotAcceptable("the checkpoint is available as text/plain (signed note) or application/json")
+    return False
+
+
+@router.get("/checkpoint", summary="The latest signed checkpoint (C2SP signed note, or JSON)")
+def get_checkpoint(request: Request, session: ReadSessionDep) -> Response:
+    latest = log.require_checkpoint(session)
+    verifier = _verifier_key(request)
+    if _wants_json(request):
+        return json_response({"origin": request.app.state.checkpointer.origin, "size": latest.size,
+                              "rootHash": b64(latest.root_hash), "note": latest.note, "verifierKey": verifier,
+                              "createdAt": latest.created_at}, headers={**NO_CACHE, "Vary": "Accept"})
+    return Response(latest.note.encode("utf-8"), media_type=NOTE_TYPE,
+                    headers={**NO_CACHE, "Vary": "Accept", "X-Log-Verifier-Key": verifier})
+
+
+def _tree_size(session: Any, tree_size: int | None, out: dict[str, Any]) -> int:
+    """``tree_size``, or the latest checkpoint's size with its note added to ``out``."""
+    if tree_size is not None:
+        return tree_size
+    latest = log.require_checkpoint(session)
+    out["checkpoint"] = latest.note
+    return latest.size
+
+
+@router.get("/proof/inclusion", summary="Inclusion proof of a leaf (by leafIndex, or by dppId and version)")
+def inclusion(session: ReadSessionDep, leafIndex: OptionalSize = None,
+              dppId: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+              version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+              treeSize: OptionalSize = None) -> Response:
+    if (leafIndex is None) == (dppId is None) or (dppId is None) != (version is None):
+        raise BadRequest("name the leaf either by leafIndex or by dppId and version", details=[
+            FieldError("leafIndex", "log.leafChoice", "give leafIndex, or dppId and version")])
+    out: dict[str, Any] = {}
+    size = _tree_size(session, treeSize, out)
+    if leafIndex is not None:
+        log.inclusion_proof(session, index=leafIndex, size=size)  # refuses bad arguments before any lookup
+        stored = log.leaf_at(session, index=leafIndex)
+    else:
+        assert dppId is not None and version is not None
+        stored = log.find_leaf(session, dpp_id=dppId, version=version)
+        if stored.index >= size:
+            raise NotFound(f"version {version} of passport {dppId} is leaf {stored.index}, not in the tree of "
+                           f"{size} leaves; ask for a larger treeSize (or wait for the next checkpoint)",
+                           details=[FieldError("treeSize", "log.leafNotYetIncluded", f"above {stored.index}")])
+    hashes = log.inclusion_proof(session, index=stored.index, size=size)
+    body = {**stored.as_json(), "treeSize": size, "hashes": [b64(h) for h in hashes], **out}
+    return json_response(body, headers=NO_CACHE if treeSize is None else {})
+
+
+@router.get("/proof/consistency", summary="Consistency proof between two tree sizes")
+def consistency(session: ReadSessionDep, size1: Annotated[int, Query(alias="from", ge=0, le=log.MAX_INDEX)],
+                to: OptionalSize = None) -> Response:
+    out: dict[str, Any] = {}
+    size2 = _tree_size(session, to, out)
+    hashes = log.consistency_proof(session, size1=size1, size2=size2)
+    return json_response({"from": size1, "to": size2, "hashes": [b64(h) for h in hashes], **out},
+                         headers=NO_CACHE if to is None else {})
+
+
+@router.get("/leaves", summary="Leaves [start, end) of the log (at most 1,000), within the latest checkpoint")
+def get_leaves(session: ReadSessionDep, start: Size, end: Size) -> Response:
+    found = log.leaves(session, start=start, end=end)
+    return json_response({"start": start, "end": end, "leaves": [s.as_json() for s in found]})
