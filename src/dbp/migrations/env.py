@@ -7,6 +7,7 @@ from alembic import context
 from dbp.access import models as _access_models  # noqa: F401  (registers tables)
 from dbp.audit import models as _audit_models  # noqa: F401
 from dbp.db import Base, make_engine
+from dbp.integrity import models as _integrity_models  # noqa: F401
 from dbp.passports import models as _passport_models  # noqa: F401
 
 config = context.config
