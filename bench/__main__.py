@@ -17,6 +17,7 @@ from typing import Any
 
 from bench import dataset as ds
 from bench import imports, read, report
+from bench import log as log_bench
 from bench.databases import fresh_databases, hide_password
 from bench.load import ensure_wrk
 from bench.progress import step
@@ -49,11 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "dismantling), owner (Bearer token of the passports' responsible operator)")
     p.add_argument("--skip-import", action="store_true",
                    help="skip the import comparison (the dataset is still loaded through dbp's import, untimed)")
+    p.add_argument("--log-leaves", type=int, default=1_000_000,
+                   help="transparency log: leaves appended (after the dataset's own) before proof latency is "
+                        "measured over HTTP; 0 skips the log benchmark")
     p.add_argument("--keep", action="store_true", help="keep the benchmark databases afterwards")
     p.add_argument("--strict", action="store_true", help="exit 3 when a ratio misses its target")
     args = p.parse_args(argv)
     if args.count < 1 or args.connections < 1 or args.duration <= 0 or args.rounds < 1 or args.urls < 1 \
-            or args.batch_size < 1 or args.warmup < 0 \
+            or args.batch_size < 1 or args.warmup < 0 or args.log_leaves < 0 \
             or (args.import_workers is not None and args.import_workers < 0):
         p.error("--count, --connections, --duration, --rounds, --urls and --batch-size must be positive")
     args.read_scenarios = [s.strip() for s in args.read_scenarios.split(",") if s.strip()]
@@ -64,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
-    if not args.skip_read:
+    if not args.skip_read or args.log_leaves:
         ensure_wrk()  # fail (or install) before spending minutes on the dataset
     doc["environment"] = ds.environment()
     load = doc["environment"]["load_average_at_start"]
@@ -98,6 +102,13 @@ def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
                                           scenarios=args.read_scenarios)
             for name, result in results.items():
                 doc["results"][f"read_{name}"] = {**result, "target": report.TARGETS[f"read_{name}"]}
+        if args.log_leaves:
+            step(f"transparency log: appending {args.log_leaves:,} leaves in real transactions")
+            appends = log_bench.append_rates(dbs.dbp_url, leaves=args.log_leaves, batch_size=args.batch_size,
+                                             seed=args.seed)
+            proofs = log_bench.proof_latency(dbs.dbp_url, size=appends["size"], connections=args.connections,
+                                             duration=args.duration, seed=args.seed)
+            doc["results"]["log"] = {"appends": appends, "proofs": proofs, "target_p99_ms": report.LOG_P99_MS}
 
 
 def main(argv: list[str] | None = None) -> int:
