@@ -30,6 +30,7 @@ from dbp.hardening import Hardening
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
 from dbp.integrity import log as integrity_log
 from dbp.integrity import routes as integrity_routes
+from dbp.integrity import signing
 from dbp.passports import routes as passport_routes
 from dbp.passports.guard import ReadContexts
 from dbp.passports.reads import CurrentVersionReader, FastCurrentReads
@@ -115,6 +116,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    # every passport version written through it is signed with the repository key (dbp.integrity.signing)
+    signing.attach(app.state.sessionmaker, signing.VersionSigner(secret_key=settings.secret_key or DEVELOPMENT_SECRET))
     # Reads through a session (search, versions, elements) must not queue behind SQLite's write lock.
     read_engine = make_engine(settings.database_url, read_only=True) if engine.dialect.name == "sqlite" else engine
     app.state.read_sessionmaker = make_sessionmaker(read_engine)
@@ -136,6 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(access_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(integrity_routes.router)
+    app.include_router(integrity_routes.well_known)
 
     @app.get("/", include_in_schema=False)
     def root() -> Response:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from dbp.config import Settings
@@ -373,7 +373,9 @@ def test_a_corrupt_frontier_is_refused(session_factory: Any) -> None:
 
 
 def test_the_signing_key_is_created_once_and_stored_encrypted(session_factory: Any) -> None:
+    # the repository's key is put back afterwards: the running server (and this process) signs with it
     with session_factory.begin() as s:
+        kept = [dict(r._mapping) for r in s.execute(select(*LogKey.__table__.columns))]
         s.execute(text("DELETE FROM log_keys"))
     with session_factory.begin() as s:
         first = log.load_signer(s, secret_key="k" * 40, origin=ORIGIN)
@@ -387,6 +389,8 @@ def test_the_signing_key_is_created_once_and_stored_encrypted(session_factory: A
         log.load_signer(s, secret_key="another secret key of forty characters", origin=ORIGIN)
     with session_factory.begin() as s:
         s.execute(text("DELETE FROM log_keys"))
+        if kept:
+            s.execute(insert(LogKey), kept)
 
 
 def test_origin_is_the_public_host_and_log() -> None:

@@ -396,16 +396,18 @@ def _active_key(session: Session) -> LogKey | None:
                            .order_by(LogKey.created_at.desc(), LogKey.kid.desc()).limit(1)).first()
 
 
-def load_signer(session: Session, *, secret_key: str, origin: str) -> Ed25519Signer:
-    """The signer of the active key under the key name ``origin``; creates the key on first use (under the log
-    lock, so concurrent processes end up with one). ``VerificationError`` if the stored key cannot be decrypted
-    with ``secret_key`` or is not the key its public half says."""
+def load_key(session: Session, *, secret_key: str) -> tuple[LogKey, Ed25519PrivateKey, bool]:
+    """The active key's row and private key, and whether it was created now; creates the key on first use
+    (under the log lock, so concurrent processes end up with one). ``VerificationError`` if the stored key
+    cannot be decrypted with ``secret_key`` or is not the key its public half says."""
+    created = False
     row = _active_key(session)
     if row is None:
         _state(session, lock=True)
         row = _active_key(session)
         if row is None:
             create_key(session, secret_key=secret_key)
+            created = True
             row = _active_key(session)
     assert row is not None
     try:
@@ -415,6 +417,12 @@ def load_signer(session: Session, *, secret_key: str, origin: str) -> Ed25519Sig
                                 "row was tampered with)") from None
     if key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) != bytes(row.public_key):
         raise VerificationError(f"log signing key {row.kid}: expected the private key of its stored public key")
+    return row, key, created
+
+
+def load_signer(session: Session, *, secret_key: str, origin: str) -> Ed25519Signer:
+    """The checkpoint signer of the active key under the key name ``origin`` (``load_key``)."""
+    _, key, _ = load_key(session, secret_key=secret_key)
     return Ed25519Signer(origin, key)
 
 

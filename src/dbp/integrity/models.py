@@ -9,8 +9,8 @@
   subtrees of [0, size), concatenated), so an append reads one row and rebuilds nothing. Appenders lock it.
 * ``log_checkpoints`` — the latest signed checkpoint (C2SP signed note); older ones are deleted when a newer
   one is stored (witnesses keep their own copies; proofs need only the stored nodes).
-* ``log_keys`` — the Ed25519 key that signs checkpoints, its private half encrypted at rest with a key
-  derived from DBP_SECRET_KEY.
+* ``log_keys`` — the repository's Ed25519 key: it signs checkpoints and passport versions (``signing``), its
+  private half encrypted at rest with a key derived from DBP_SECRET_KEY.
 
 Integrity imports no other domain, so there is no foreign key to ``passport_versions``: the log stands on its
 own, and a leaf outlives anything else.
@@ -85,8 +85,8 @@ class LogCheckpoint(Base):
 
 
 class LogKey(Base):
-    """An Ed25519 checkpoint signing key: raw public key, PKCS#8 private key encrypted (Fernet) with a key derived
-    from DBP_SECRET_KEY. The newest key without ``retired_at`` signs."""
+    """The repository's Ed25519 key (signs checkpoints and versions): raw public key, raw private key encrypted
+    (Fernet) with a key derived from DBP_SECRET_KEY. The newest key without ``retired_at`` signs."""
 
     __tablename__ = "log_keys"
 

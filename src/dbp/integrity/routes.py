@@ -7,6 +7,12 @@ content hashes):
 * ``GET /api/v1/log/proof/consistency?from=&to=``;
 * ``GET /api/v1/log/leaves?start=&end=`` (at most 1,000).
 
+and the repository's public keys (every key, current and retired: they verify checkpoints and version signatures):
+
+* ``GET /.well-known/jwks.json`` — RFC 7517 JWK Set (OKP / Ed25519, ``kid`` as in the JWS headers);
+* ``GET /.well-known/did.json`` — the ``did:web`` document, each key a ``JsonWebKey2020`` verification method
+  ``did:web:<host>#<kid>``.
+
 Hashes are standard base64. ``treeSize`` / ``to`` default to the latest checkpoint's size, whose signed note is
 then part of the answer (``checkpoint``). Sizes beyond the latest checkpoint are refused (404), malformed
 arguments too (400), each with the EN 18222 error object.
@@ -22,10 +28,11 @@ from starlette.responses import Response
 from dbp.deps import ReadSessionDep
 from dbp.errors import BadRequest, FieldError, NotAcceptable, NotFound
 from dbp.http import json_response
-from dbp.integrity import log
+from dbp.integrity import log, signing
 from dbp.integrity.log import b64
 
 router = APIRouter(prefix="/api/v1/log", tags=["transparency log"])
+well_known = APIRouter(prefix="/.well-known", tags=["keys"])
 
 Size = Annotated[int, Query(ge=0, le=log.MAX_INDEX)]
 OptionalSize = Annotated[int | None, Query(ge=0, le=log.MAX_INDEX)]
@@ -107,3 +114,20 @@ def consistency(session: ReadSessionDep, size1: Annotated[int, Query(alias="from
 def get_leaves(session: ReadSessionDep, start: Size, end: Size) -> Response:
     found = log.leaves(session, start=start, end=end)
     return json_response({"start": start, "end": end, "leaves": [s.as_json() for s in found]})
+
+
+def _published(request: Request) -> None:
+    request.app.state.checkpointer.signer()  # the active key exists (made on first use) before it is listed
+
+
+@well_known.get("/jwks.json", summary="The repository's public keys as a JWK Set (current and retired)")
+def get_jwks(request: Request, session: ReadSessionDep) -> Response:
+    _published(request)
+    return json_response(signing.jwks(session), headers=NO_CACHE)
+
+
+@well_known.get("/did.json", summary="The repository's did:web DID document (its keys, JsonWebKey2020)")
+def get_did(request: Request, session: ReadSessionDep) -> Response:
+    _published(request)
+    doc = signing.did_document(session, base_url=request.app.state.settings.base_url)
+    return json_response(doc, headers=NO_CACHE)

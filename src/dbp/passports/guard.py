@@ -110,7 +110,7 @@ async def view_on(state: Any, principal: Principal, v: StoredVersion) -> tuple[S
     decision = await decide_on(state, principal, v.operator_id, v.dpp_id)
     if not decision.everything:
         body, sha = state.views.get(v.dpp_id, v.version, decision.groups, v.body, v.view_index)
-        v = replace(v, body=body, sha256=sha, view_index=None)
+        v = replace(v, body=body, sha256=sha, view_index=None, signature=None)  # a view is not the signed bytes
     return v, decision
 
 

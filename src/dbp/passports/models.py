@@ -52,6 +52,8 @@ class PassportVersion(Base):
     # Where each attribute's member lies in ``canonical`` (dbp.passports.redaction.index_of): any other
     # access view is cut out of the stored bytes with it instead of being parsed and re-serialised.
     view_index: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Detached compact JWS of ``canonical`` by the repository key (dbp.integrity.signing); None before 0007.
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_passport_versions_dpp_id_created_at", "dpp_id", "created_at"),)
 

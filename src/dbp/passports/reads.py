@@ -24,17 +24,19 @@ from dbp.http import accepted_representation, client_correlation_id, new_correla
 from dbp.passports import guard
 from dbp.passports.service import StoredVersion
 
-_SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, {body}, p.operator_id, {index} FROM passports p " \
-          "JOIN passport_versions v ON v.dpp_id = p.dpp_id AND v.version = p.current_version WHERE p.{key} = {p}"
+_SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, {body}, p.operator_id, {index}, {sig} " \
+          "FROM passports p JOIN passport_versions v ON v.dpp_id = p.dpp_id AND v.version = p.current_version " \
+          "WHERE p.{key} = {p}"
 
 
 def _sql(key: str, *, public: bool, sqlite: bool) -> str:
-    # the public view is served whole; the full version comes with its view index, to cut other views from
-    sha, body, index = ("public_sha256", "public_canonical", "NULL") if public else ("sha256", "canonical",
-                                                                                    "v.view_index")
+    # the public view is served whole; the full version comes with its view index, to cut other views from, and
+    # its signature (a view has none: it is not the signed bytes)
+    sha, body, index, sig = (("public_sha256", "public_canonical", "NULL", "NULL") if public
+                             else ("sha256", "canonical", "v.view_index", "v.signature"))
     # SQLite: the stored UTF-8 as bytes, not decoded into a str only to be encoded again for the response
     body = f"CAST(v.{body} AS BLOB)" if sqlite else f"v.{body}"
-    return _SELECT.format(sha=sha, body=body, index=index, key=key, p="?" if sqlite else ":p")
+    return _SELECT.format(sha=sha, body=body, index=index, sig=sig, key=key, p="?" if sqlite else ":p")
 
 
 # (key column, public view?) -> statement, for SQLite (?) and SQLAlchemy (:p): built once, not per read
@@ -75,7 +77,7 @@ class CurrentVersionReader:
             return None
         body = row[4]
         return StoredVersion(row[0], row[1], row[2], row[3], body if isinstance(body, bytes) else body.encode(),
-                             row[5], row[6])
+                             row[5], row[6], row[7])
 
     def data_version(self) -> int | None:
         """SQLite's ``PRAGMA data_version`` of the hot-path connection: it changes whenever another

@@ -32,6 +32,7 @@ from dbp.errors import (
 )
 from dbp.integrity import log as integrity_log
 from dbp.integrity.canonical import canonical_bytes, sha256_hex
+from dbp.integrity.signing import sign_version
 from dbp.passports import paths
 from dbp.passports.attributes import AccessGroup
 from dbp.passports.clusters import BatteryStatus
@@ -65,6 +66,8 @@ class StoredVersion:
     body: bytes
     operator_id: str | None = None
     view_index: str | None = None  # where each attribute lies in body (redaction.index_of); None: unknown
+    # detached JWS of body (dbp.integrity.signing) — only when body is the full version, never for a view
+    signature: str | None = None
 
     @property
     def etag(self) -> str:
@@ -76,13 +79,19 @@ class StoredVersion:
 
     def headers(self) -> dict[str, str]:
         """Response headers of a read of this version (the same on every read path)."""
-        return {"ETag": self.etag, "X-DPP-Version": str(self.version), "Last-Modified-At": self.created_at,
-                "Cache-Control": "no-cache"}
+        headers = {"ETag": self.etag, "X-DPP-Version": str(self.version), "Last-Modified-At": self.created_at,
+                   "Cache-Control": "no-cache"}
+        if self.signature is not None:
+            headers["X-DPP-Signature"] = self.signature
+        return headers
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """``headers()`` as ASGI wants them (lower-case names, bytes), for the hot read path."""
-        return [(b"etag", b'"%s"' % self.sha256.encode()), (b"x-dpp-version", b"%d" % self.version),
-                (b"last-modified-at", self.created_at.encode()), (b"cache-control", b"no-cache")]
+        raw = [(b"etag", b'"%s"' % self.sha256.encode()), (b"x-dpp-version", b"%d" % self.version),
+               (b"last-modified-at", self.created_at.encode()), (b"cache-control", b"no-cache")]
+        if self.signature is not None:
+            raw.append((b"x-dpp-signature", self.signature.encode("ascii")))
+        return raw
 
 
 @dataclass(frozen=True)
@@ -168,9 +177,12 @@ def insert_new(
     if session.scalar(select(Passport.dpp_id).where(Passport.product_id == doc.uniqueProductIdentifier)):
         raise Conflict(f"product {doc.uniqueProductIdentifier} already has a passport in this repository")
     session.add(Passport(dpp_id=dpp_id, current_version=1, created_at=at, updated_at=at, **_columns(doc)))
-    session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, **rendered.row()))
+    signature = sign_version(session, rendered.body)
+    session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, signature=signature,
+                                **rendered.row()))
     _flush(session)
-    stored = StoredVersion(dpp_id, 1, at, rendered.sha256, rendered.body, doc.economicOperatorId, rendered.view_index)
+    stored = StoredVersion(dpp_id, 1, at, rendered.sha256, rendered.body, doc.economicOperatorId, rendered.view_index,
+                           signature)
     integrity_log.append(session, leaves=[stored.leaf()])
     return stored
 
@@ -199,8 +211,9 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
     at = timestamp(now)
     rendered = _finalise(doc, dpp_id=row.dpp_id, at=at)
     version = row.current_version + 1
+    signature = sign_version(session, rendered.body)
     session.add(PassportVersion(dpp_id=row.dpp_id, version=version, created_at=at, change=change,
-                                **rendered.row()))
+                                signature=signature, **rendered.row()))
     result = session.execute(
         update(Passport)
         .where(and_(Passport.dpp_id == row.dpp_id, Passport.current_version == row.current_version))
@@ -212,7 +225,7 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
     _flush(session)
     row.current_version = version
     stored = StoredVersion(row.dpp_id, version, at, rendered.sha256, rendered.body, doc.economicOperatorId,
-                           rendered.view_index)
+                           rendered.view_index, signature)
     if log:
         integrity_log.append(session, leaves=[stored.leaf()])
     return stored
@@ -234,7 +247,8 @@ def _row(session: Session, dpp_id: str, *, for_update: bool = False) -> Passport
 def _stored(v: PassportVersion, operator_id: str) -> StoredVersion:
     """A stored version; ``operator_id`` is the passport's responsible operator now (it decides access
     to every version, including those from before a transfer)."""
-    return StoredVersion(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical.encode(), operator_id, v.view_index)
+    return StoredVersion(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical.encode(), operator_id, v.view_index,
+                         v.signature)
 
 
 def read_current(session: Session, *, dpp_id: str) -> StoredVersion:
@@ -256,13 +270,13 @@ def current_versions(session: Session, *, dpp_ids: list[str]) -> list[tuple[Stor
     v = PassportVersion
     rows = session.execute(
         select(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical, v.view_index, v.public_sha256,
-               v.public_canonical, Passport.operator_id)
+               v.public_canonical, Passport.operator_id, v.signature)
         .join(Passport, and_(Passport.dpp_id == v.dpp_id, Passport.current_version == v.version))
         .where(Passport.dpp_id.in_(dpp_ids)).order_by(Passport.dpp_id)
     ).all()
-    return [(StoredVersion(d, n, at, sha, body.encode(), op, index),
+    return [(StoredVersion(d, n, at, sha, body.encode(), op, index, sig),
              None if psha is None or pbody is None else StoredVersion(d, n, at, psha, pbody.encode(), op))
-            for d, n, at, sha, body, index, psha, pbody, op in rows]
+            for d, n, at, sha, body, index, psha, pbody, op, sig in rows]
 
 
 def dpp_id_of_product(session: Session, *, product_id: str) -> str:
