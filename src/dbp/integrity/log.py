@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from sqlalchemy import Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -299,8 +299,12 @@ def _proof(session: Session, plan: merkle.ProofPlan) -> list[bytes]:
         return []
     # One equality pair per node, OR-ed: SQLite answers a row-value IN ((level, idx) IN (VALUES …)) with a
     # scan of the whole table (~150 ms at 10^6 leaves), the OR of keys with one primary-key search each.
-    rows = session.execute(select(LogNode.level, LogNode.idx, LogNode.hash).where(or_(*(
-        and_(LogNode.level == n.level, LogNode.idx == n.index) for n in wanted)))).all()
+    # Plain SQL: building the same as an expression costs more than the query (~40 comparisons).
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    where = " OR ".join([f"(level = {mark} AND idx = {mark})"] * len(wanted))
+    params = tuple(value for node in wanted for value in (node.level, node.index))
+    rows = session.connection().exec_driver_sql(
+        f"SELECT level, idx, hash FROM {LogNode.__tablename__} WHERE {where}", params).all()
     stored = {merkle.Node(level, idx): bytes(digest) for level, idx, digest in rows}
 
     def subtree_hash(start: int, end: int) -> bytes:

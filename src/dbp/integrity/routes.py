@@ -86,7 +86,7 @@ def inclusion(session: ReadSessionDep, leafIndex: OptionalSize = None,
     out: dict[str, Any] = {}
     size = _tree_size(session, treeSize, out)
     if leafIndex is not None:
-        log.inclusion_proof(session, index=leafIndex, size=size)  # refuses bad arguments before any lookup
+        hashes = log.inclusion_proof(session, index=leafIndex, size=size)  # refuses bad arguments before a lookup
         stored = log.leaf_at(session, index=leafIndex)
     else:
         assert dppId is not None and version is not None
@@ -95,7 +95,7 @@ def inclusion(session: ReadSessionDep, leafIndex: OptionalSize = None,
             raise NotFound(f"version {version} of passport {dppId} is leaf {stored.index}, not in the tree of "
                            f"{size} leaves; ask for a larger treeSize (or wait for the next checkpoint)",
                            details=[FieldError("treeSize", "log.leafNotYetIncluded", f"above {stored.index}")])
-    hashes = log.inclusion_proof(session, index=stored.index, size=size)
+        hashes = log.inclusion_proof(session, index=stored.index, size=size)
     body = {**stored.as_json(), "treeSize": size, "hashes": [b64(h) for h in hashes], **out}
     return json_response(body, headers=NO_CACHE if treeSize is None else {})
 
