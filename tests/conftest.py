@@ -82,6 +82,15 @@ def session_factory(engine: Any) -> Any:
     return make_sessionmaker(engine)
 
 
+def has_path(doc: Any, path: str) -> bool:
+    """Does ``doc`` hold a value at the dotted ``path`` (e.g. "generalProductInformation.batteryStatus")?"""
+    for part in path.split("."):
+        if not isinstance(doc, dict) or part not in doc:
+            return False
+        doc = doc[part]
+    return True
+
+
 def settle_access_log(engine: Any) -> None:
     """Move the read records a SQLite server staged (``dbp.audit.staging``) into ``access_log``, so a test
     that reads the table directly sees every committed record (the HTTP access-log query does this itself)."""

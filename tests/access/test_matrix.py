@@ -27,6 +27,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from conftest import has_path as has
 from conftest import settle_access_log
 from dbp.access import service as access
 from dbp.access.principal import Role
@@ -76,14 +77,6 @@ PRO = "urn:dbp:test:producer-responsibility-organisation"  # takes responsibilit
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def has(doc: Any, path: str) -> bool:
-    for part in path.split("."):
-        if not isinstance(doc, dict) or part not in doc:
-            return False
-        doc = doc[part]
-    return True
-
-
 def get(doc: Any, path: str) -> Any:
     for part in path.split("."):
         doc = doc[part]

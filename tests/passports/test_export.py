@@ -21,6 +21,7 @@ from joserfc import jwt
 from joserfc.jwk import OKPKey
 from sqlalchemy import select, text
 
+from conftest import has_path as has
 from conftest import settle_access_log
 from dbp.access import service as access
 from dbp.access.principal import Role
@@ -41,14 +42,6 @@ AUTH = sorted(["public", "legitimateInterestAndAuthorities", "authorities"])
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def has(doc: Any, path: str) -> bool:
-    for part in path.split("."):
-        if not isinstance(doc, dict) or part not in doc:
-            return False
-        doc = doc[part]
-    return True
-
-
 def groups_in(doc: dict[str, Any]) -> set[str]:
     return {CATALOGUE[p] for p in CATALOGUE if has(doc, p)}
 
