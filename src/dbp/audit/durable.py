@@ -200,6 +200,7 @@ class ReadLogWriter:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbp-access-log")
         if self._staged is not None:
             self._movers().submit(self._move_quietly)  # records a killed process left staged
+            self._moved_at = loop.time()  # that move counts: the first batch need not start another
         self._task = loop.create_task(self._run(), name="dbp-access-log-writer")
         self._task.add_done_callback(self._stopped)
 
