@@ -43,6 +43,9 @@ class LogLeaf(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     at: Mapped[str] = mapped_column(TS)
     leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    kid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the key that signed the version
+    public_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # of its public view
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # other kinds' members, canonical JSON
 
     # inclusion proofs look leaves up by (dppId, version). Not unique: a version the database forgot (rows deleted
     # underneath the repository) and that is written again is logged again — both leaves stay, visibly.
