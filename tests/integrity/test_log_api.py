@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from dbp.integrity import log, merkle
+from dbp.integrity import log, merkle, signing
 from dbp.integrity.checkpoint import VerifiedCheckpoint, parse_verifier_key, verify_checkpoint
 from dbp.passports import bulk
 from dbp.passports.models import PassportVersion
@@ -93,9 +94,15 @@ def test_every_version_written_through_the_api_is_provably_logged(
     for dpp, listed in versions.items():
         for v in listed:
             # the leaf commits to exactly what the versions API lists: the content hash and time of the version
-            leaf = log.Leaf(dpp, v["version"], v["sha256"], v["createdAt"])
             full = client.get(f"/api/v1/dpps/{dpp}/versions/{v['version']}")
             assert full.headers["etag"] == f'"{v["sha256"]}"'
+            shown = public.get(f"/api/v1/dpps/{dpp}/versions/{v['version']}")  # the public view
+            assert shown.status_code == 200 and shown.headers["x-dpp-access"] == "public"
+            # ... the key that signed it and the hash of the public view the public is shown
+            leaf = log.Leaf(dpp, v["version"], v["sha256"], v["createdAt"],
+                            kid=signing.kid_of(full.headers["x-dpp-signature"]),
+                            public_sha256=shown.headers["etag"].strip('"'))
+            assert hashlib.sha256(shown.content).hexdigest() == leaf.public_sha256
             r = public.get("/api/v1/log/proof/inclusion", params={"dppId": dpp, "version": v["version"],
                                                                   "treeSize": size})
             assert r.status_code == 200, r.text
@@ -121,8 +128,9 @@ def test_every_version_written_through_the_api_is_provably_logged(
     for i, entry in enumerate(leaves):
         assert entry["leafIndex"] == i
         data_bytes = base64.b64decode(entry["leafData"])
-        assert data_bytes == log.Leaf(entry["leaf"]["dppId"], entry["leaf"]["version"], entry["leaf"]["sha256"],
-                                      entry["leaf"]["at"]).encode()
+        fields = entry["leaf"]
+        assert data_bytes == log.Leaf(fields["dppId"], fields["version"], fields["sha256"], fields["at"],
+                                      kid=fields["kid"], public_sha256=fields["publicSha256"]).encode()
         tree.append(data_bytes)
         assert merkle.hash_leaf(data_bytes) == base64.b64decode(entry["leafHash"])
     assert tree.root() == root

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from dbp.config import Settings
 from dbp.db import make_engine, make_sessionmaker
 from dbp.errors import BadRequest, Conflict, NotFound, ProofError, ServiceUnavailable, VerificationError
-from dbp.integrity import log, merkle
+from dbp.integrity import log, merkle, signing
 from dbp.integrity.checkpoint import Ed25519Signer, verify_checkpoint
 from dbp.integrity.models import LogCheckpoint, LogKey, LogLeaf, LogNode
 from dbp.migrate import upgrade
@@ -79,9 +79,10 @@ def _check_tree(s: Session) -> merkle.MemoryTree:
     assert [r[0] for r in rows] == list(range(len(rows)))
     tree = merkle.MemoryTree()
     expected: dict[tuple[int, int], bytes] = {}
-    for _, dpp_id, version, sha, at, digest in rows:
-        leaf = log.Leaf(dpp_id, version, sha, at)
-        assert bytes(digest) == leaf.leaf_hash()
+    for row in s.execute(select(*log.LEAF_COLUMNS).order_by(LogLeaf.leaf_index)):
+        stored = log.stored_leaf(row)
+        leaf = stored.leaf
+        assert stored.leaf_hash == leaf.leaf_hash()
         for sub in tree.append(leaf.encode()):
             expected[(sub.level, sub.index)] = sub.digest
     stored = {(lv, ix): bytes(h) for lv, ix, h in s.execute(select(LogNode.level, LogNode.idx, LogNode.hash))}
@@ -101,6 +102,13 @@ def _every_version_logged_once(s: Session) -> None:
     logged = [(d, v, sha, at) for _, d, v, sha, at, _ in _all_leaves(s)]
     assert len(logged) == len(set(logged)) == len(versions)
     assert set(logged) == versions
+    # each leaf also commits to the key that signed its version and to the hash of its public view
+    signed = {(d, v): (sig and signing.kid_of(sig), psha) for d, v, sig, psha in s.execute(
+        select(PassportVersion.dpp_id, PassportVersion.version, PassportVersion.signature,
+               PassportVersion.public_sha256))}
+    committed = {(d, v): (kid, psha) for d, v, kid, psha in s.execute(
+        select(LogLeaf.dpp_id, LogLeaf.version, LogLeaf.kid, LogLeaf.public_sha256))}
+    assert committed == signed
 
 
 # --- leaves ------------------------------------------------------------------------------------------------------
@@ -113,6 +121,32 @@ def test_leaf_bytes_are_the_documented_canonical_json() -> None:
                              b'"kind":"passportVersion","sha256":"' + SHA.encode() + b'","version":3}')
     assert leaf.leaf_hash() == merkle.hash_leaf(leaf.encode())
     assert orjson.loads(leaf.encode()) == leaf.as_json()
+
+
+def test_signed_version_and_digest_leaves_add_their_members() -> None:
+    leaf = log.Leaf("d-1", 2, SHA, AT, kid="lk-0123456789abcdef", public_sha256="ab" * 32)
+    assert leaf.encode() == (b'{"at":"2027-02-18T10:00:00.000000Z","dppId":"d-1","kid":"lk-0123456789abcdef",'
+                             b'"kind":"passportVersion","publicSha256":"' + b"ab" * 32 + b'","sha256":"'
+                             + SHA.encode() + b'","version":2}')
+    digest = log.digest_leaf(sha256=SHA, from_id=7, to_id=9, count=3, at=AT)
+    assert digest.encode() == (b'{"at":"2027-02-18T10:00:00.000000Z","count":3,"fromId":7,'
+                               b'"kind":"accessLogDigest","sha256":"' + SHA.encode() + b'","toId":9}')
+    assert digest.row()["detail"] == '{"count":3,"fromId":7,"toId":9}' and digest.row()["dpp_id"] == ""
+
+
+@pytest.mark.parametrize("fields", [
+    ("d", 1, SHA, AT, "passportVersion", "bad kid!"), ("d", 1, SHA, AT, "passportVersion", None, SHA.upper()),
+    ("d", 1, SHA, AT, "passportVersion", None, None, {"fromId": 1, "toId": 1, "count": 1}),
+    ("", 0, SHA, AT, "accessLogDigest"), ("", 0, SHA, AT, "accessLogDigest", None, None, {"fromId": 2, "toId": 1,
+                                                                                         "count": 0}),
+    ("d", 0, SHA, AT, "accessLogDigest", None, None, {"fromId": 1, "toId": 1, "count": 1}),
+    ("", 0, SHA, AT, "accessLogDigest", None, None, {"fromId": 1, "toId": 1, "count": -1}),
+    ("", 0, SHA, AT, "accessLogDigest", None, None, {"fromId": 1, "toId": 1}),
+    ("", 0, SHA, AT, "other"),
+])
+def test_malformed_kinds_are_refused(fields: tuple[Any, ...]) -> None:
+    with pytest.raises(ValueError):
+        log.Leaf(*fields)
 
 
 @pytest.mark.parametrize("fields", [

@@ -1,15 +1,17 @@
 """The repository's transparency log: an RFC 9162 Merkle tree over every passport version, stored, signed and
 served. Keyword-only functions over a SQLAlchemy ``Session``; they flush, the caller commits.
 
-**Leaves.** A leaf commits to one passport version. Its bytes are the RFC 8785 canonical JSON of::
+**Leaves.** A leaf commits to one passport version, or to a digest of access-log entries. Its bytes are the
+RFC 8785 canonical JSON of::
 
     {"at": "<version's createdAt, 2027-02-18T10:00:00.000000Z>", "dppId": "<passport id>",
-     "kind": "passportVersion", "sha256": "<lowercase hex SHA-256 of the version's canonical bytes>",
-     "version": <version number>}
+     "kid": "<key that signed the version>", "kind": "passportVersion",
+     "publicSha256": "<SHA-256 of its public view>",
+     "sha256": "<lowercase hex SHA-256 of the version's canonical bytes>", "version": <version number>}
 
-(members sorted by key, no whitespace, UTF-8; ``Leaf.encode``) and its hash is SHA-256(0x00 || bytes) (RFC 9162
-§2.1.1). ``kind`` names the shape: later kinds (signed versions, access-log digests) add members, never change
-these.
+(``kid`` and ``publicSha256`` are absent for versions logged before signing existed) or, for a digest,
+``{"at", "count", "fromId", "kind": "accessLogDigest", "sha256", "toId"}`` (members sorted by key, no
+whitespace, UTF-8; ``Leaf.encode``); its hash is SHA-256(0x00 || bytes) (RFC 9162 §2.1.1).
 
 **Appending** (``append``) happens in the caller's transaction, so a version and its leaf commit or roll back
 together. Appenders are serialised on the one ``log_state`` row (SELECT … FOR UPDATE on PostgreSQL; SQLite's
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import orjson
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
@@ -63,6 +66,7 @@ from dbp.integrity.models import STATE_ID, LogCheckpoint, LogKey, LogLeaf, LogNo
 log = logging.getLogger("dbp.integrity")
 
 KIND_VERSION = "passportVersion"
+KIND_ACCESS_DIGEST = "accessLogDigest"
 #: At most this many leaves per ``leaves`` call.
 MAX_LEAVES = 1000
 #: Seconds between two looks of the ``Checkpointer`` at the log (the issue wants at least one per second).
@@ -78,6 +82,7 @@ _CHECKPOINTS = cast(Table, LogCheckpoint.__table__)
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_KID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 # --- leaves ----------------------------------------------------------------------------------------------------
@@ -85,29 +90,66 @@ _TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """What one leaf commits to. ``ValueError`` on construction from fields that are not a stored version's."""
+    """What one leaf commits to. ``ValueError`` on construction from fields that are not a stored version's
+    (or, for ``accessLogDigest`` leaves, a digest's).
+
+    A ``passportVersion`` leaf: the version's id, number, content hash and time, and — for versions written since
+    signing — the key that signed it (``kid``) and the SHA-256 of its public view (``publicSha256``), so the
+    public can check the view it is shown against the log. An ``accessLogDigest`` leaf (``digest_leaf``): the
+    SHA-256 over a range of access-log entries, with ``detail`` {fromId, toId, count}; its ``dpp_id`` is "" and
+    ``version`` 0 (stored so, never in its bytes)."""
 
     dpp_id: str
     version: int
     sha256: str
     at: str
     kind: str = KIND_VERSION
+    kid: str | None = None
+    public_sha256: str | None = None
+    detail: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dpp_id, str) or not 0 < len(self.dpp_id) <= 256:
-            raise ValueError(f"leaf dppId: expected 1..256 characters, got {self.dpp_id!r:.80}")
-        if type(self.version) is not int or not 1 <= self.version <= 2**31 - 1:
-            raise ValueError(f"leaf version: expected an integer >= 1, got {self.version!r:.40}")
         if not isinstance(self.sha256, str) or not _HEX64.fullmatch(self.sha256):
             raise ValueError(f"leaf sha256: expected 64 lowercase hex digits, got {self.sha256!r:.80}")
         if not isinstance(self.at, str) or not _TS.fullmatch(self.at):
             raise ValueError(f"leaf at: expected a stored timestamp, got {self.at!r:.40}")
+        if self.kind == KIND_ACCESS_DIGEST:
+            self._check_digest()
+            return
         if self.kind != KIND_VERSION:
-            raise ValueError(f"leaf kind: expected {KIND_VERSION!r}, got {self.kind!r:.40}")
+            raise ValueError(f"leaf kind: expected {KIND_VERSION!r} or {KIND_ACCESS_DIGEST!r}, got {self.kind!r:.40}")
+        if not isinstance(self.dpp_id, str) or not 0 < len(self.dpp_id) <= 256:
+            raise ValueError(f"leaf dppId: expected 1..256 characters, got {self.dpp_id!r:.80}")
+        if type(self.version) is not int or not 1 <= self.version <= 2**31 - 1:
+            raise ValueError(f"leaf version: expected an integer >= 1, got {self.version!r:.40}")
+        if self.kid is not None and (not isinstance(self.kid, str) or not _KID.fullmatch(self.kid)):
+            raise ValueError(f"leaf kid: expected a key id, got {self.kid!r:.80}")
+        if self.public_sha256 is not None and (not isinstance(self.public_sha256, str)
+                                               or not _HEX64.fullmatch(self.public_sha256)):
+            raise ValueError(f"leaf publicSha256: expected 64 lowercase hex digits, got {self.public_sha256!r:.80}")
+        if self.detail is not None:
+            raise ValueError("leaf detail: a passportVersion leaf has none")
+
+    def _check_digest(self) -> None:
+        if self.dpp_id != "" or self.version != 0 or self.kid is not None or self.public_sha256 is not None:
+            raise ValueError("accessLogDigest leaf: expected no dppId, version, kid or publicSha256")
+        d = self.detail
+        if not isinstance(d, dict) or set(d) != {"fromId", "toId", "count"} or not all(
+                type(v) is int and 0 <= v <= MAX_INDEX for v in d.values()) or d["fromId"] > d["toId"]:
+            raise ValueError(f"accessLogDigest leaf detail: expected {{fromId <= toId, count}} integers, "
+                             f"got {d!r:.120}")
 
     def as_json(self) -> dict[str, Any]:
-        return {"at": self.at, "dppId": self.dpp_id, "kind": self.kind, "sha256": self.sha256,
-                "version": self.version}
+        if self.kind == KIND_ACCESS_DIGEST:
+            assert self.detail is not None
+            return {"at": self.at, "kind": self.kind, "sha256": self.sha256, **self.detail}
+        out: dict[str, Any] = {"at": self.at, "dppId": self.dpp_id, "kind": self.kind, "sha256": self.sha256,
+                               "version": self.version}
+        if self.kid is not None:
+            out["kid"] = self.kid
+        if self.public_sha256 is not None:
+            out["publicSha256"] = self.public_sha256
+        return out
 
     def encode(self) -> bytes:
         """The leaf bytes: RFC 8785 canonical JSON of ``as_json()``."""
@@ -116,6 +158,17 @@ class Leaf:
     def leaf_hash(self) -> bytes:
         """RFC 9162 §2.1.1: SHA-256(0x00 || leaf bytes)."""
         return merkle.hash_leaf(self.encode())
+
+    def row(self) -> dict[str, Any]:
+        """The ``log_leaves`` columns of this leaf (but its index and hash)."""
+        return {"kind": self.kind, "dpp_id": self.dpp_id, "version": self.version, "sha256": self.sha256,
+                "at": self.at, "kid": self.kid, "public_sha256": self.public_sha256,
+                "detail": None if self.detail is None else canonical_bytes(self.detail).decode("ascii")}
+
+
+def digest_leaf(*, sha256: str, from_id: int, to_id: int, count: int, at: str) -> Leaf:
+    """The leaf of an access-log digest: ``sha256`` over the ``count`` entries with ids in [from_id, to_id]."""
+    return Leaf("", 0, sha256, at, KIND_ACCESS_DIGEST, detail={"fromId": from_id, "toId": to_id, "count": count})
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +239,7 @@ def append(session: Session, *, leaves: Sequence[Leaf]) -> range:
         if not isinstance(leaf, Leaf):
             raise ValueError(f"expected a Leaf, got {type(leaf).__name__}")
         digest = leaf.leaf_hash()
-        leaf_rows.append({"leaf_index": frontier.size, "kind": leaf.kind, "dpp_id": leaf.dpp_id,
-                          "version": leaf.version, "sha256": leaf.sha256, "at": leaf.at, "leaf_hash": digest})
+        leaf_rows.append({"leaf_index": frontier.size, **leaf.row(), "leaf_hash": digest})
         node_rows.extend({"level": s.level, "idx": s.index, "hash": s.digest} for s in frontier.append(digest))
     session.execute(insert(_LEAVES), leaf_rows)
     session.execute(insert(_NODES), node_rows)
@@ -237,17 +289,19 @@ def _within(name: str, value: int, latest: StoredCheckpoint) -> None:
                        details=[FieldError(name, "log.beyondCheckpoint", f"at most {latest.size}")])
 
 
-def _stored_leaf(row: Any) -> StoredLeaf:
-    index, kind, dpp_id, version, sha, at, digest = row
+def stored_leaf(row: Any) -> StoredLeaf:
+    """A ``log_leaves`` row (``LEAF_COLUMNS``) as a leaf; ``VerificationError`` when it is not a well-formed one."""
+    index, kind, dpp_id, version, sha, at, digest, kid, public_sha, detail = row
     try:
-        leaf = Leaf(dpp_id, version, sha, at, kind)
-    except ValueError as exc:
+        parsed = None if detail is None else orjson.loads(detail)
+        leaf = Leaf(dpp_id, version, sha, at, kind, kid, public_sha, parsed)
+    except (ValueError, orjson.JSONDecodeError) as exc:
         raise VerificationError(f"log leaf {index}: expected a well-formed leaf, got {exc}") from None
     return StoredLeaf(index, leaf, bytes(digest))
 
 
-_LEAF_COLUMNS = (LogLeaf.leaf_index, LogLeaf.kind, LogLeaf.dpp_id, LogLeaf.version, LogLeaf.sha256, LogLeaf.at,
-                 LogLeaf.leaf_hash)
+LEAF_COLUMNS = (LogLeaf.leaf_index, LogLeaf.kind, LogLeaf.dpp_id, LogLeaf.version, LogLeaf.sha256, LogLeaf.at,
+                LogLeaf.leaf_hash, LogLeaf.kid, LogLeaf.public_sha256, LogLeaf.detail)
 
 
 def leaf_at(session: Session, *, index: int) -> StoredLeaf:
@@ -256,21 +310,21 @@ def leaf_at(session: Session, *, index: int) -> StoredLeaf:
     if _int("leafIndex", index) >= latest.size:
         raise NotFound(f"leaf {index} is not covered by the latest signed checkpoint (tree size {latest.size})",
                        details=[FieldError("leafIndex", "log.beyondCheckpoint", f"below {latest.size}")])
-    row = session.execute(select(*_LEAF_COLUMNS).where(LogLeaf.leaf_index == index)).first()
+    row = session.execute(select(*LEAF_COLUMNS).where(LogLeaf.leaf_index == index)).first()
     if row is None:
         raise VerificationError(f"log storage: expected leaf {index} (within the latest checkpoint), got none")
-    return _stored_leaf(row)
+    return stored_leaf(row)
 
 
 def find_leaf(session: Session, *, dpp_id: str, version: int) -> StoredLeaf:
     """The latest leaf of passport version (``dpp_id``, ``version``); NotFound if it is not logged."""
     if "\x00" in dpp_id or not 0 < len(dpp_id) <= 256:
         raise NotFound(f"no log leaf for passport {dpp_id!r:.80}")
-    row = session.execute(select(*_LEAF_COLUMNS).where(LogLeaf.dpp_id == dpp_id, LogLeaf.version == version)
+    row = session.execute(select(*LEAF_COLUMNS).where(LogLeaf.dpp_id == dpp_id, LogLeaf.version == version)
                           .order_by(LogLeaf.leaf_index.desc()).limit(1)).first()
     if row is None:
         raise NotFound(f"no log leaf for version {version} of passport {dpp_id}")
-    return _stored_leaf(row)
+    return stored_leaf(row)
 
 
 def leaves(session: Session, *, start: int, end: int) -> list[StoredLeaf]:
@@ -284,9 +338,9 @@ def leaves(session: Session, *, start: int, end: int) -> list[StoredLeaf]:
         raise BadRequest(f"at most {MAX_LEAVES} leaves per request, asked for {end - start}",
                          details=[FieldError("end", "log.rangeTooLarge", f"expected end - start <= {MAX_LEAVES}")])
     _within("end", end, require_checkpoint(session))
-    rows = session.execute(select(*_LEAF_COLUMNS).where(LogLeaf.leaf_index >= start, LogLeaf.leaf_index < end)
+    rows = session.execute(select(*LEAF_COLUMNS).where(LogLeaf.leaf_index >= start, LogLeaf.leaf_index < end)
                            .order_by(LogLeaf.leaf_index)).all()
-    found = [_stored_leaf(r) for r in rows]
+    found = [stored_leaf(r) for r in rows]
     if [s.index for s in found] != list(range(start, end)):
         raise VerificationError(f"log storage: expected leaves {start}..{end - 1}, got {len(found)} of them")
     return found

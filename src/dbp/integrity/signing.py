@@ -129,6 +129,20 @@ def sign_version(session: Session, canonical: bytes) -> str:
     return signer_of(session).sign(session, canonical)
 
 
+def kid_of(jws: str) -> str:
+    """The ``kid`` of a detached JWS this module made (its header is ``protected_header(kid)``);
+    ``VerificationError`` for anything else."""
+    header_b64 = jws.split(".", 1)[0]
+    try:
+        header = orjson.loads(_unb64url(header_b64, "JWS header"))
+    except orjson.JSONDecodeError:
+        raise VerificationError("JWS header: expected a JSON object") from None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    if not isinstance(kid, str) or protected_header(kid) != header_b64:
+        raise VerificationError(f"JWS header: expected {{alg, kid, typ}} as this repository signs, got {header!r:.120}")
+    return kid
+
+
 # --- verification and publication ------------------------------------------------------------------------------
 
 

@@ -378,7 +378,8 @@ def _store(session: Session, items: list[Item], *, promised: frozenset[str] = fr
             raise Conflict("a dppId or product of this batch was stored concurrently", details=[FieldError(
                 "$.dppId", "import.storedConcurrently", "dppId or product already exists")]) from exc
         service._flush(session)
-        logged.extend(integrity_log.Leaf(p.dpp_id, 1, p.rendered.sha256, p.at) for _, p in fresh)
+        logged.extend(integrity_log.Leaf(p.dpp_id, 1, p.rendered.sha256, p.at, kid=key.kid,
+                                         public_sha256=p.rendered.public_sha256) for _, p in fresh)
     integrity_log.append(session, leaves=logged)
     tally.created = len(fresh)
     return tally

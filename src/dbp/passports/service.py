@@ -32,7 +32,7 @@ from dbp.errors import (
 )
 from dbp.integrity import log as integrity_log
 from dbp.integrity.canonical import canonical_bytes, sha256_hex
-from dbp.integrity.signing import sign_version
+from dbp.integrity.signing import kid_of, sign_version
 from dbp.passports import paths
 from dbp.passports.attributes import AccessGroup
 from dbp.passports.clusters import BatteryStatus
@@ -68,6 +68,7 @@ class StoredVersion:
     view_index: str | None = None  # where each attribute lies in body (redaction.index_of); None: unknown
     # detached JWS of body (dbp.integrity.signing) — only when body is the full version, never for a view
     signature: str | None = None
+    public_sha256: str | None = None  # of the version's public view (set on writes: the log leaf commits to it)
 
     @property
     def etag(self) -> str:
@@ -75,7 +76,9 @@ class StoredVersion:
 
     def leaf(self) -> integrity_log.Leaf:
         """What this version's transparency-log leaf commits to."""
-        return integrity_log.Leaf(self.dpp_id, self.version, self.sha256, self.created_at)
+        kid = None if self.signature is None else kid_of(self.signature)
+        return integrity_log.Leaf(self.dpp_id, self.version, self.sha256, self.created_at, kid=kid,
+                                  public_sha256=self.public_sha256)
 
     def headers(self) -> dict[str, str]:
         """Response headers of a read of this version (the same on every read path)."""
@@ -182,7 +185,7 @@ def insert_new(
                                 **rendered.row()))
     _flush(session)
     stored = StoredVersion(dpp_id, 1, at, rendered.sha256, rendered.body, doc.economicOperatorId, rendered.view_index,
-                           signature)
+                           signature, rendered.public_sha256)
     integrity_log.append(session, leaves=[stored.leaf()])
     return stored
 
@@ -225,7 +228,7 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
     _flush(session)
     row.current_version = version
     stored = StoredVersion(row.dpp_id, version, at, rendered.sha256, rendered.body, doc.economicOperatorId,
-                           rendered.view_index, signature)
+                           rendered.view_index, signature, rendered.public_sha256)
     if log:
         integrity_log.append(session, leaves=[stored.leaf()])
     return stored
@@ -248,7 +251,7 @@ def _stored(v: PassportVersion, operator_id: str) -> StoredVersion:
     """A stored version; ``operator_id`` is the passport's responsible operator now (it decides access
     to every version, including those from before a transfer)."""
     return StoredVersion(v.dpp_id, v.version, v.created_at, v.sha256, v.canonical.encode(), operator_id, v.view_index,
-                         v.signature)
+                         v.signature, v.public_sha256)
 
 
 def read_current(session: Session, *, dpp_id: str) -> StoredVersion:

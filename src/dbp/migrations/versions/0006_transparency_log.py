@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.orm import Session
 
 revision = "0006"
 down_revision = "0005"
@@ -73,23 +72,42 @@ def upgrade() -> None:
 
 
 def _log_existing_versions() -> None:
-    from dbp.integrity import log
+    """Append a leaf per stored version, as ``log.append`` did at this revision: only this revision's columns
+    (later revisions add columns this one must not write), the complete subtrees, the state row."""
+    from dbp.clock import timestamp
+    from dbp.integrity import log, merkle
 
     conn = op.get_bind()
     versions = sa.table("passport_versions", sa.column("dpp_id"), sa.column("version"), sa.column("sha256"),
                         sa.column("created_at"))
+    leaves = sa.table("log_leaves", *(sa.column(c) for c in ("leaf_index", "kind", "dpp_id", "version", "sha256",
+                                                             "at", "leaf_hash")))
+    nodes = sa.table("log_nodes", sa.column("level"), sa.column("idx"), sa.column("hash"))
     order = (versions.c.created_at, versions.c.dpp_id, versions.c.version)
     after: tuple[str, str, int] | None = None
-    with Session(bind=conn) as session:
-        while True:
-            query = sa.select(versions.c.dpp_id, versions.c.version, versions.c.sha256, versions.c.created_at)
-            if after is not None:
-                query = query.where(sa.tuple_(*order) > sa.tuple_(after[0], after[1], after[2]))
-            rows = session.execute(query.order_by(*order).limit(BATCH)).all()
-            if not rows:
-                break
-            log.append(session, leaves=[log.Leaf(d, v, sha, at) for d, v, sha, at in rows])
-            after = (rows[-1][3], rows[-1][0], rows[-1][1])
+    frontier = merkle.Frontier()
+    while True:
+        query = sa.select(versions.c.dpp_id, versions.c.version, versions.c.sha256, versions.c.created_at)
+        if after is not None:
+            query = query.where(sa.tuple_(*order) > sa.tuple_(after[0], after[1], after[2]))
+        rows = conn.execute(query.order_by(*order).limit(BATCH)).all()
+        if not rows:
+            break
+        leaf_rows: list[dict[str, object]] = []
+        node_rows: list[dict[str, object]] = []
+        for d, v, sha, at in rows:
+            digest = log.Leaf(d, v, sha, at).leaf_hash()
+            leaf_rows.append({"leaf_index": frontier.size, "kind": log.KIND_VERSION, "dpp_id": d, "version": v,
+                              "sha256": sha, "at": at, "leaf_hash": digest})
+            node_rows.extend({"level": n.level, "idx": n.index, "hash": n.digest} for n in frontier.append(digest))
+        conn.execute(leaves.insert(), leaf_rows)
+        conn.execute(nodes.insert(), node_rows)
+        after = (rows[-1][3], rows[-1][0], rows[-1][1])
+    if frontier.size:
+        state = sa.table("log_state", sa.column("id"), sa.column("size"), sa.column("frontier"),
+                         sa.column("updated_at"))
+        conn.execute(state.insert(), [{"id": 1, "size": frontier.size, "frontier": b"".join(frontier.hashes),
+                                       "updated_at": timestamp()}])
 
 
 def downgrade() -> None:
