@@ -30,7 +30,8 @@ from dbp.hardening import Hardening
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
 from dbp.integrity import log as integrity_log
 from dbp.integrity import routes as integrity_routes
-from dbp.integrity import signing
+from dbp.integrity import signing, verify_routes
+from dbp.passports import evidence as evidence_routes
 from dbp.passports import routes as passport_routes
 from dbp.passports.guard import ReadContexts
 from dbp.passports.reads import CurrentVersionReader, FastCurrentReads
@@ -140,6 +141,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(integrity_routes.router)
     app.include_router(integrity_routes.well_known)
+    app.include_router(evidence_routes.router)
+    app.include_router(verify_routes.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> Response:

@@ -37,6 +37,7 @@ class Action(StrEnum):
     read_element = "readElement"
     read_version = "readVersion"
     read_at = "readAt"
+    read_evidence = "readEvidence"
     search = "search"
     export = "export"
     create = "create"
@@ -59,7 +60,7 @@ class Outcome(StrEnum):
 
 # Actions that read passport data: the "distinct passports read" of the summary counts these.
 READ_ACTIONS = frozenset({Action.read, Action.read_element, Action.read_version, Action.read_at, Action.search,
-                          Action.export})
+                          Action.export, Action.read_evidence})
 
 # Summary thresholds: a principal is flagged when it read more than READ_FACTOR × the median number of
 # distinct passports of the principals with its role and at least READ_MINIMUM passports; or when it was
