@@ -20,12 +20,14 @@ from dbp.access.cli import register as register_access_commands
 from dbp.config import Settings
 from dbp.integrity.verify_cli import register as register_verify_command
 from dbp.integrity.witness_cli import register as register_witness_commands
+from dbp.tamper_cli import register as register_tamper_commands
 
 app = typer.Typer(help="dbp — Digital Battery Passport system (EU Regulation 2023/1542).", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 register_access_commands(app)
 register_witness_commands(app)
+register_tamper_commands(app)
 register_verify_command(app)
 err = Console(stderr=True)
 out = Console()

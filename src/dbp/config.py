@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     read_log_batch: int = Field(default=256, ge=1, le=10000, description="access-log records per durable batch")
     read_log_max_delay: float = Field(
         default=0.0, ge=0, le=1, description="seconds a read waits for its batch to fill; 0 = self-clocking")
+    # Tamper evidence (dbp.sentinel): access-log digests in the log, background integrity sweeps.
+    access_digest_interval: float = Field(
+        default=60.0, ge=0, description="seconds between access-log digest leaves (and one at shutdown); 0 = none")
+    integrity_sweep_budget: float = Field(
+        default=0.03, ge=0, le=1, description="share of one core the background integrity sweep may use; 0 = off")
+    integrity_sweep_pause: float = Field(default=60.0, ge=0, description="seconds between two integrity sweeps")
 
     # Hardening (dbp.hardening): secrets, rate limits, request sanity, CORS.
     secret_key: str | None = Field(

@@ -19,6 +19,7 @@ from dbp.http import correlation_id
 from dbp.passports.attributes import AccessGroup, Kind, collect_attributes
 from dbp.passports.schemas import BatteryPassport
 from dbp.passports.service import StoredVersion
+from dbp.sentinel import CURRENT_PROBLEM, READ_MARK
 
 if TYPE_CHECKING:
     from dbp.passports.reads import CurrentVersionReader
@@ -92,10 +93,29 @@ class ReadContexts:
         return entry[1], access.read_context_from_rows(rows)[1]
 
 
+def watch(request: Request, v: StoredVersion) -> None:
+    """Tamper evidence (``dbp.sentinel``): the response of this request names ``v``'s passport for the integrity
+    flag, and a full version about to be served must hash to its ``sha256`` column (~10 µs for 10 KB; not on the
+    hot path, which only looks the flag up)."""
+    _mark(request, v.dpp_id)
+    sentinel = getattr(request.app.state, "sentinel", None)
+    if sentinel is None:
+        return
+    if v.signature is not None:  # the full signed bytes, not a view
+        sentinel.check_served(v.dpp_id, v.body, v.sha256)
+    CURRENT_PROBLEM.set(sentinel.problem(v.dpp_id))
+
+
+def _mark(request: Request, dpp_id: str | None) -> None:
+    if dpp_id is not None:
+        request.scope.setdefault("state", {}).setdefault(READ_MARK, set()).add(dpp_id)
+
+
 async def log_read(request: Request, principal: Principal, *, action: audit.Action, dpp_id: str | None,
                    operator_id: str | None, detail: list[str], outcome: str = "granted",
                    reason: str | None = None) -> None:
     """Commit the access record durably; raises ServiceUnavailable (the read is then not answered)."""
+    _mark(request, dpp_id)
     await request.app.state.read_log.append(audit.AccessRecord.of(
         principal, action=action, dpp_id=dpp_id, passport_operator_id=operator_id, detail=detail,
         outcome=outcome, reason=reason, request_id=correlation_id(request)))
@@ -103,6 +123,7 @@ async def log_read(request: Request, principal: Principal, *, action: audit.Acti
 
 async def view_for(request: Request, principal: Principal, v: StoredVersion) -> tuple[StoredVersion, ReadDecision]:
     """The view of ``v`` the caller may read (not logged: for callers that log themselves)."""
+    watch(request, v)
     return await view_on(request.app.state, principal, v)
 
 

@@ -23,6 +23,7 @@ from dbp.db import sqlite_file
 from dbp.http import accepted_representation, client_correlation_id, new_correlation_id
 from dbp.passports import guard
 from dbp.passports.service import StoredVersion
+from dbp.sentinel import HEADER, header_value
 
 _SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, {body}, p.operator_id, {index}, {sig} " \
           "FROM passports p JOIN passport_versions v ON v.dpp_id = p.dpp_id AND v.version = p.current_version " \
@@ -148,9 +149,16 @@ class FastCurrentReads:
             if answer is None:
                 return None
             version, groups, cid = answer
-            return [*version.raw_headers(), (b"content-type", b"application/json"),
-                    (b"content-length", str(len(version.body)).encode()), (b"x-dpp-access", groups),
-                    (b"x-correlation-id", cid.encode())], version.body
+            headers = [*version.raw_headers(), (b"content-type", b"application/json"),
+                       (b"content-length", str(len(version.body)).encode()), (b"x-dpp-access", groups),
+                       (b"x-correlation-id", cid.encode())]
+            sentinel = self.state.sentinel
+            if sentinel.active:  # tamper evidence: a dict lookup, no hashing or signature check per read
+                problem = sentinel.problem(version.dpp_id)
+                if problem is not None:
+                    headers.append((HEADER, header_value(
+                        problem, "passport" if problem != sentinel.repository else "repository")))
+            return headers, version.body
         except Exception:  # any failure: let the routes answer, with their error object
             return None
 
