@@ -64,7 +64,7 @@ def _leaf(i: int) -> log.Leaf:
 
 def _sign(session_factory: Any, signer: Ed25519Signer) -> log.StoredCheckpoint | None:
     with session_factory.begin() as s:
-        return log.checkpoint(s, signer=signer, origin=ORIGIN)
+        return log.checkpoint(s, signers=[signer], origin=ORIGIN)
 
 
 def _all_leaves(s: Session) -> list[tuple[int, str, int, str, str, bytes]]:
@@ -245,7 +245,7 @@ def test_a_version_written_again_is_found_at_its_latest_leaf(session_factory: An
     with session_factory.begin() as s:
         log.append(s, leaves=[_leaf(1), _leaf(2)])
         log.append(s, leaves=[again])
-        log.checkpoint(s, signer=signer, origin=ORIGIN)
+        log.checkpoint(s, signers=[signer], origin=ORIGIN)
     with session_factory() as s:
         found = log.find_leaf(s, dpp_id=again.dpp_id, version=again.version)
         assert (found.index, found.leaf) == (2, again)
@@ -442,7 +442,7 @@ def test_reads_need_a_checkpoint_and_stay_within_it(session_factory: Any, signer
     with session_factory() as s, pytest.raises(ServiceUnavailable):
         log.inclusion_proof(s, index=0, size=1)
     with session_factory.begin() as s:
-        log.checkpoint(s, signer=signer, origin=ORIGIN)
+        log.checkpoint(s, signers=[signer], origin=ORIGIN)
         log.append(s, leaves=[_leaf(i) for i in range(10, 12)])  # appended, not yet checkpointed
     with session_factory() as s:
         for call in (lambda: log.inclusion_proof(s, index=0, size=11),
@@ -467,7 +467,7 @@ def test_reads_need_a_checkpoint_and_stay_within_it(session_factory: Any, signer
 def test_a_missing_node_fails_closed(session_factory: Any, signer: Ed25519Signer) -> None:
     with session_factory.begin() as s:
         log.append(s, leaves=[_leaf(i) for i in range(8)])
-        log.checkpoint(s, signer=signer, origin=ORIGIN)
+        log.checkpoint(s, signers=[signer], origin=ORIGIN)
         s.execute(text("DELETE FROM log_nodes WHERE level = 1 AND idx = 1"))
     with session_factory() as s, pytest.raises(VerificationError, match=r"leaves \[2, 4\)"):
         log.inclusion_proof(s, index=0, size=8)

@@ -27,7 +27,8 @@ orgs_app = typer.Typer(help="Organisations (economic operators, repairers, recyc
 clients_app = typer.Typer(help="OAuth2 API clients (client credentials).", no_args_is_help=True)
 users_app = typer.Typer(help="Portal users (argon2id password hashes).", no_args_is_help=True)
 apikeys_app = typer.Typer(help="Device API keys (battery management gateways).", no_args_is_help=True)
-keys_app = typer.Typer(help="Signing keys of access tokens.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys: access tokens and the repository key (versions, checkpoints).",
+                       no_args_is_help=True)
 err = Console(stderr=True)
 T = TypeVar("T")
 
@@ -109,12 +110,24 @@ def apikeys_create(org: OrgOpt, dpp_id: Annotated[list[str] | None, typer.Option
 
 
 @keys_app.command("rotate")
-def keys_rotate() -> None:
-    """Start signing tokens with a new key; tokens signed with the old one stay valid until they expire."""
+def keys_rotate(which: Annotated[str, typer.Option(
+        help="tokens (access-token keys), repository (the key that signs versions and log checkpoints) or all")]
+        = "all") -> None:
+    """Start signing with new keys. Old token keys verify tokens until they expire; the old repository key stays
+    published (jwks.json, did.json) for what it signed and co-signs checkpoints for 30 days."""
+    from dbp.integrity import log as integrity_log
+
+    if which not in ("tokens", "repository", "all"):
+        err.print(f"[red]--which: expected tokens, repository or all, got {which!r}[/red]")
+        raise typer.Exit(2)
     secret = Settings().secret_key or DEVELOPMENT_SECRET
-    kid = _run(lambda s: rotate_signing_keys(s, secret_key=secret))
-    _print({"signingKey": kid,
-            "note": "running servers sign with it within a minute; old tokens stay valid until they expire"})
+    out: dict[str, str] = {}
+    if which in ("tokens", "all"):
+        out["signingKey"] = _run(lambda s: rotate_signing_keys(s, secret_key=secret))
+    if which in ("repository", "all"):
+        out["repositoryKey"] = _run(lambda s: integrity_log.rotate_key(s, secret_key=secret))
+    _print({**out, "note": "running servers sign with the new keys within a second (tokens: a minute); old tokens "
+                           "stay valid until they expire; retired repository keys stay published"})
 
 
 def authorise(operator: Annotated[str, typer.Option(help="the economic operator (id or operator id)")],

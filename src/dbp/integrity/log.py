@@ -41,9 +41,11 @@ import hashlib
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -51,13 +53,13 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbp.clock import timestamp
 from dbp.db import transaction
-from dbp.errors import BadRequest, FieldError, NotFound, ServiceUnavailable, VerificationError
+from dbp.errors import BadRequest, Conflict, FieldError, NotFound, ServiceUnavailable, VerificationError
 from dbp.integrity import merkle
 from dbp.integrity.canonical import canonical_bytes
 from dbp.integrity.checkpoint import Checkpoint, Ed25519Signer, VerifierKey, sign_checkpoint
@@ -71,6 +73,10 @@ KIND_ACCESS_DIGEST = "accessLogDigest"
 MAX_LEAVES = 1000
 #: Seconds between two looks of the ``Checkpointer`` at the log (the issue wants at least one per second).
 CHECKPOINT_INTERVAL = 1.0
+#: Days a retired key keeps co-signing checkpoints after a rotation (witnesses that pinned it follow meanwhile).
+ROTATION_OVERLAP_DAYS = 30
+#: Seconds between two looks at which key is active (a rotation in another process is followed within this).
+KEY_CHECK_INTERVAL = 1.0
 #: The largest size or index the API accepts (PostgreSQL BIGINT).
 MAX_INDEX = 2**63 - 1
 
@@ -232,6 +238,11 @@ def append(session: Session, *, leaves: Sequence[Leaf]) -> range:
     if not leaves:
         return range(0)
     frontier = _state(session, lock=True)
+    kids = {leaf.kid for leaf in leaves if isinstance(leaf, Leaf) and leaf.kid is not None}
+    if kids:  # a rotation commits under this lock: a version signed just before it must not be logged after it
+        retired = session.scalars(select(LogKey.kid).where(LogKey.kid.in_(kids), LogKey.retired_at.is_not(None)))
+        if retired.first() is not None:
+            raise Conflict("the repository's signing key was rotated while this was written; retry the request")
     first = frontier.size
     leaf_rows: list[dict[str, Any]] = []
     node_rows: list[dict[str, Any]] = []
@@ -411,7 +422,7 @@ def needs_checkpoint(session: Session) -> bool:
     return latest is None or size(session) != latest.size
 
 
-def checkpoint(session: Session, *, signer: Ed25519Signer, origin: str) -> StoredCheckpoint | None:
+def checkpoint(session: Session, *, signers: Sequence[Ed25519Signer], origin: str) -> StoredCheckpoint | None:
     """Sign and store a checkpoint of the current log when it has none or grew since the latest (which it
     replaces); None when nothing changed. ``VerificationError`` if the log is shorter than its latest checkpoint."""
     frontier = _state(session, lock=True)
@@ -422,7 +433,7 @@ def checkpoint(session: Session, *, signer: Ed25519Signer, origin: str) -> Store
         raise VerificationError(f"log state: expected at least the {latest.size} leaves of the latest checkpoint, "
                                 f"got {frontier.size}")
     root = frontier.root()
-    note = sign_checkpoint(Checkpoint(origin, frontier.size, root), [signer]).decode("utf-8")
+    note = sign_checkpoint(Checkpoint(origin, frontier.size, root), signers).decode("utf-8")
     stored = StoredCheckpoint(frontier.size, root, note, timestamp())
     _insert_ignore(session, _CHECKPOINTS, {"size": stored.size, "root_hash": root, "note": note,
                                                       "created_at": stored.created_at})
@@ -468,6 +479,32 @@ def load_key(session: Session, *, secret_key: str) -> tuple[LogKey, Ed25519Priva
             created = True
             row = _active_key(session)
     assert row is not None
+    return row, _decrypt(row, secret_key), created
+
+
+def load_signer(session: Session, *, secret_key: str, origin: str) -> Ed25519Signer:
+    """The checkpoint signer of the active key under the key name ``origin`` (``load_key``)."""
+    _, key, _ = load_key(session, secret_key=secret_key)
+    return Ed25519Signer(origin, key)
+
+
+def active_kid(session: Session) -> str | None:
+    """The kid of the key that signs now (None before the first one exists): one small query."""
+    return session.scalar(select(LogKey.kid).where(LogKey.retired_at.is_(None))
+                          .order_by(LogKey.created_at.desc(), LogKey.kid.desc()).limit(1))
+
+
+def rotate_key(session: Session, *, secret_key: str) -> str:
+    """Retire every active repository key (they stay published and keep verifying what they signed) and create
+    the one that signs versions and checkpoints from now on; returns its kid. Under the log lock, so no version
+    is logged with a key retired under it (``append`` refuses those)."""
+    _state(session, lock=True)
+    now = timestamp()
+    session.execute(update(LogKey).where(LogKey.retired_at.is_(None)).values(retired_at=now))
+    return create_key(session, secret_key=secret_key)
+
+
+def _decrypt(row: LogKey, secret_key: str) -> Ed25519PrivateKey:
     try:
         key = Ed25519PrivateKey.from_private_bytes(_fernet(secret_key).decrypt(row.private_encrypted.encode()))
     except (InvalidToken, ValueError):
@@ -475,13 +512,17 @@ def load_key(session: Session, *, secret_key: str) -> tuple[LogKey, Ed25519Priva
                                 "row was tampered with)") from None
     if key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) != bytes(row.public_key):
         raise VerificationError(f"log signing key {row.kid}: expected the private key of its stored public key")
-    return row, key, created
+    return key
 
 
-def load_signer(session: Session, *, secret_key: str, origin: str) -> Ed25519Signer:
-    """The checkpoint signer of the active key under the key name ``origin`` (``load_key``)."""
-    _, key, _ = load_key(session, secret_key=secret_key)
-    return Ed25519Signer(origin, key)
+def cosigners(session: Session, *, secret_key: str, origin: str, overlap_days: int = ROTATION_OVERLAP_DAYS
+              ) -> list[Ed25519Signer]:
+    """The checkpoint signers: the active key first, then every key retired less than ``overlap_days`` ago, so
+    that witnesses that pinned a retired key keep verifying checkpoints while they learn the new one."""
+    since = timestamp(datetime.now(UTC) - timedelta(days=overlap_days))
+    rows = session.scalars(select(LogKey).where(or_(LogKey.retired_at.is_(None), LogKey.retired_at > since))
+                           .order_by(LogKey.retired_at.is_(None).desc(), LogKey.created_at.desc())).all()
+    return [Ed25519Signer(origin, _decrypt(row, secret_key)) for row in rows]
 
 
 class Checkpointer:
@@ -499,17 +540,35 @@ class Checkpointer:
         self.secret_key = secret_key
         self.origin = origin
         self.interval = interval
-        self._signer: Ed25519Signer | None = None
+        self._signers: list[Ed25519Signer] | None = None
+        self._kid: str | None = None
+        self._checked_at = 0.0
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
 
-    def signer(self) -> Ed25519Signer:
+    def signers(self) -> list[Ed25519Signer]:
+        """The active key's signer first, then recently retired ones (``cosigners``); re-read when the active
+        key changed (``dbp keys rotate`` in another process), else cached."""
         with self._lock:
-            if self._signer is None:
+            now = time.monotonic()
+            if self._signers is not None and now - self._checked_at < KEY_CHECK_INTERVAL:
+                return self._signers  # the hot path (served checkpoints, verifier key) costs no query
+            with self.read_factory() as session:
+                try:
+                    kid = active_kid(session)
+                finally:
+                    session.rollback()
+            self._checked_at = now
+            if self._signers is None or kid is None or kid != self._kid:
                 with transaction(self.factory) as session:
-                    self._signer = load_signer(session, secret_key=self.secret_key, origin=self.origin)
-            return self._signer
+                    load_key(session, secret_key=self.secret_key)  # creates the first key
+                    self._signers = cosigners(session, secret_key=self.secret_key, origin=self.origin)
+                    self._kid = active_kid(session)
+            return self._signers
+
+    def signer(self) -> Ed25519Signer:
+        return self.signers()[0]
 
     def verifier(self) -> VerifierKey:
         return self.signer().verifier
@@ -521,9 +580,9 @@ class Checkpointer:
                     return None
             finally:
                 session.rollback()
-        signer = self.signer()
+        signers = self.signers()
         with transaction(self.factory) as session:
-            return checkpoint(session, signer=signer, origin=self.origin)
+            return checkpoint(session, signers=signers, origin=self.origin)
 
     async def _run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -9,10 +9,11 @@ public key ``kid`` names in ``/.well-known/jwks.json`` (retired keys stay publis
 
 **Who signs.** A writer calls ``sign_version(session, canonical)``; the signer is the ``VersionSigner`` attached
 to the session's factory (``attach``, done by ``create_app`` with DBP_SECRET_KEY), else a process-wide one whose
-secret is DBP_SECRET_KEY from the environment or the development secret (the CLI, scripts). The active key is
-read in the caller's transaction and cached once it is known to be committed (it existed before this
-transaction); a key created here — the very first version of an empty repository — is used but not cached, so a
-rollback leaves nothing signed with a key that does not exist. Fails closed: a key that cannot be decrypted, or
+secret is DBP_SECRET_KEY from the environment or the development secret (the CLI, scripts). The active key's id is
+read in the caller's transaction (a rotation — ``log.rotate_key``, ``dbp keys rotate`` — is followed at once) and
+the decrypted key cached once it is known to be committed (it existed before this transaction); a key created
+here — the very first version of an empty repository — is used but not cached, so a rollback leaves nothing
+signed with a key that does not exist. Fails closed: a key that cannot be decrypted, or
 whose private half is not its public half's, raises ``VerificationError``.
 
 ``verify_version`` is the reference check (``VerificationError("expected X, got Y")``); ``jwks`` and
@@ -83,8 +84,10 @@ class VersionSigner:
         self._lock = threading.Lock()
 
     def key(self, session: Session) -> VersionKey:
+        """The active key, looked up in the caller's transaction (one small query: a rotation by another process
+        is followed at once), decrypted once per key."""
         cached = self._key
-        if cached is not None:
+        if cached is not None and cached.kid == log.active_kid(session):
             return cached
         row, private, created = log.load_key(session, secret_key=self.secret_key)
         key = VersionKey(row.kid, private, protected_header(row.kid))
