@@ -30,7 +30,8 @@ from dbp.migrate import upgrade
 
 # log_state first: deleting it waits for an appender or checkpointer holding it, so what they commit is emptied too
 TABLES = ("log_state", "log_checkpoints", "log_leaves", "log_nodes", "access_log", "passport_links", "grants",
-          "passport_versions", "passports", "api_keys", "api_clients", "users", "authorisations", "organisations")
+          "attestations", "passport_versions", "passports", "api_keys", "api_clients", "users", "authorisations",
+          "organisations")
 
 
 def _free_port() -> int:

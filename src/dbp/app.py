@@ -143,6 +143,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(integrity_routes.well_known)
     app.include_router(evidence_routes.router)
     app.include_router(verify_routes.router)
+    from dbp.passports import credentials as credential_routes  # VCs and supplier attestations
+    app.include_router(credential_routes.router)
     from dbp.sentinel import install as install_sentinel  # tamper flags on reads, access-log digests
 
     install_sentinel(app)

@@ -105,6 +105,17 @@ class Settings(BaseSettings):
         description="comma-separated origins (https://app.example) allowed by CORS; '*' for any (public reads); "
                     "empty: no CORS headers")
     cors_max_age: int = Field(default=600, ge=0, le=86400, description="seconds a browser may cache a preflight")
+    did_web_http_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated hosts (or host:port) whose did:web DID documents are fetched over plain http "
+                    "and may be on loopback or private addresses (tests, development); every other issuer: https "
+                    "to public addresses only")
+
+    @field_validator("did_web_http_hosts", mode="before")
+    @classmethod
+    def _split_did_web_http_hosts(cls, value: object) -> object:
+        items = _comma_list(value)
+        return value if items is None else [str(v).strip().lower() for v in items if str(v).strip()]
 
     @model_validator(mode="before")
     @classmethod
