@@ -30,6 +30,7 @@ from dbp.hardening import Hardening
 from dbp.http import CorrelationAndLimits, correlation_id, error_response, json_response, result_response
 from dbp.integrity import log as integrity_log
 from dbp.integrity import routes as integrity_routes
+from dbp.integrity import serving as log_serving
 from dbp.integrity import signing, verify_routes
 from dbp.passports import evidence as evidence_routes
 from dbp.passports import routes as passport_routes
@@ -83,10 +84,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class DbpApp(FastAPI):
-    """FastAPI with the hot-read fast path in front of its whole middleware stack."""
+    """FastAPI with the hot-read fast paths (passports, log proofs) in front of its whole middleware stack."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return Hardening(super().build_middleware_stack(), self.state.settings, fast=FastCurrentReads(self.state))
+        return Hardening(super().build_middleware_stack(), self.state.settings, fast=FastCurrentReads(self.state),
+                         fast_by_prefix=[(log_serving.PREFIX, log_serving.FastLogReads(self.state))])
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -1,11 +1,12 @@
 """The outermost layer: rate limits, URL and header sanity, security headers and CORS.
 
 ``Hardening(app, settings, fast=…)`` is a pure ASGI middleware that wraps everything else, so every
-request passes through it and every response leaves through it. The hot-read fast path (``fast``) is
-asked first, once the request passed the limits below; its answers get the security headers appended
-directly (they are JSON and set none of them), without the per-response header scan. It costs a
-few microseconds per request (``tests/test_hardening.py`` measures it): one pass over the request
-headers, one dictionary update per rate-limit bucket, one pass over the response headers.
+request passes through it and every response leaves through it. The hot-read fast path (``fast``, or
+for a GET under one of the ``fast_by_prefix`` path prefixes that prefix's responder, e.g. the log's proofs)
+is asked first, once the request passed the limits below; its answers get the security headers appended
+directly (they are JSON or plain text, never HTML, and set none of them), without the per-response header
+scan. It costs a few microseconds per request (``tests/test_hardening.py`` measures it): one pass over the
+request headers, one dictionary update per rate-limit bucket, one pass over the response headers.
 
 **Rate limits.** Two families of token buckets, each ``rate`` requests per second with ``burst``
 capacity: one per client address and one per principal. The address is ``scope["client"]``; an IPv6
@@ -54,7 +55,7 @@ from __future__ import annotations
 import hmac
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from hashlib import blake2b
 from ipaddress import IPv6Address, ip_address, ip_network
@@ -140,9 +141,12 @@ class Hardening:
     """Outermost ASGI middleware; see the module docstring."""
 
     def __init__(self, app: ASGIApp, settings: Settings, *, clock: Clock = time.monotonic,
-                 fast: FastResponder | None = None) -> None:
+                 fast: FastResponder | None = None,
+                 fast_by_prefix: Sequence[tuple[str, FastResponder]] = ()) -> None:
         self.app = app
         self.fast = fast
+        # GET requests under one of these path prefixes go to its responder instead of ``fast``
+        self.fast_by_prefix = tuple(fast_by_prefix)
         self.clock = clock
         self.limits = settings.rate_limit_enabled
         self.by_address = RateLimiter(settings.rate_limit_per_address, settings.rate_limit_per_address_burst,
@@ -231,8 +235,13 @@ class Hardening:
             await send_hardened({"type": "http.response.start", "status": 204, "headers": self.preflight})
             await send({"type": "http.response.body", "body": b""})
             return
-        if self.fast is not None and scope["method"] == "GET":
-            answer = await self.fast(scope)
+        fast = self.fast
+        for prefix, responder in self.fast_by_prefix:
+            if scope["path"].startswith(prefix):
+                fast = responder
+                break
+        if fast is not None and scope["method"] == "GET":
+            answer = await fast(scope)
             if answer is not None:  # JSON that sets none of our headers: add them without looking
                 headers, body = answer
                 await send({"type": "http.response.start", "status": 200, "headers": headers + extra})
