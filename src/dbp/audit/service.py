@@ -50,6 +50,7 @@ class Action(StrEnum):
     grant = "grant"
     revoke_grant = "revokeGrant"
     transfer_responsibility = "transferResponsibility"
+    attach_attestation = "attachAttestation"
     token = "token"
 
 

@@ -24,7 +24,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request
@@ -61,7 +61,7 @@ from dbp.passports.service import StoredVersion
 router = APIRouter(prefix="/api/v1", tags=["verifiable credentials"])
 
 # access-log action of an attachment (a write); not (yet) a member of audit's Action, whose values are its column's
-ATTACH = cast(Action, "attachAttestation")
+ATTACH = Action.attach_attestation
 DppIdPath = Annotated[str, Path(max_length=256, description="passport identifier, e.g. urn:uuid:…")]
 VC_SCHEMA = {"type": "string", "description": "compact JWS: header.payload.signature"}
 VC_BODY: dict[str, Any] = {"requestBody": {"required": True,
