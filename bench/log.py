@@ -182,10 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=PROOF_CONNECTIONS, help="concurrent wrk connections")
     p.add_argument("--rounds", type=int, default=3, help="runs per proof kind; the run of median p99 is reported")
     p.add_argument("--seed", type=int, default=2027)
+    p.add_argument("--nice", type=int, default=0,
+                   help="niceness increment for this process, hence for the server and wrk it starts (negative: "
+                        "ahead of other work on a shared machine; needs root). Reported with the figures")
     args = p.parse_args(argv)
     if args.log_leaves < 2 or args.duration <= 0 or args.connections < 1 or args.rounds < 1 or args.batch_size < 1:
         p.error("--log-leaves must be at least 2; --duration, --connections, --rounds, --batch-size positive")
     ensure_wrk()
+    niceness = os.nice(args.nice) if args.nice else os.nice(0)  # the server and wrk inherit it
     load_start = _load()
     if load_start > 0.5:
         step(f"warning: the machine is busy (load average {load_start:.2f}); latency figures will show it")
@@ -209,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     proofs = proof_latency(url, size=have, duration=args.duration, seed=args.seed, connections=args.connections,
                            rounds=args.rounds, warmup=args.warmup)
     print(f"transparency log, {have:,} leaves ({hide_password(url)}); "
-          f"load average {load_start:.2f} at start, {_load():.2f} at end")
+          f"load average {load_start:.2f} at start, {_load():.2f} at end; niceness {niceness}")
     if appended is not None:
         single, batched = appended["single"], appended["batched"]
         print(f"  appends: {single['per_s'] or 0:,.0f} single-leaf transactions/s, "
