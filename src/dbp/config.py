@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     access_digest_interval: float = Field(
         default=60.0, ge=0, description="seconds between access-log digest leaves (and one at shutdown); 0 = none")
     integrity_sweep_budget: float = Field(
-        default=0.03, ge=0, le=1, description="share of one core the background integrity sweep may use; 0 = off")
+        default=0.02, ge=0, le=1, description="share of one core the background integrity sweep may use; 0 = off")
     integrity_sweep_pause: float = Field(default=60.0, ge=0, description="seconds between two integrity sweeps")
 
     # Hardening (dbp.hardening): secrets, rate limits, request sanity, CORS.

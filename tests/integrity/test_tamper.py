@@ -212,6 +212,32 @@ def _assert_clean(public: httpx.Client, client: httpx.Client, dpp_id: str) -> No
     assert 'class="integrity-alert"' not in page.text
 
 
+def test_an_altered_inner_node_flags_the_passports_below_it(repo: Repo, public: httpx.Client,
+                                                             client: httpx.Client) -> None:
+    old = repo.scalar("SELECT hash FROM log_nodes WHERE level = 1 AND idx = 0")
+    repo.sql("UPDATE log_nodes SET hash = :h WHERE level = 1 AND idx = 0", h=_flip(bytes(old)))
+    code, out = repo.verify()
+    assert code == 3 and out.startswith("1. node (level 1, index 0): expected ") and "\n2. " not in out, out
+    repo.sentinel.sweep()
+    below = {repo.scalar("SELECT dpp_id FROM log_leaves WHERE leaf_index = :i", i=i) for i in (0, 1)}
+    for dpp_id in repo.ids:
+        if dpp_id in below:
+            _assert_flagged(public, client, dpp_id, "passport")
+        else:
+            _assert_clean(public, client, dpp_id)
+
+
+def test_a_deleted_leaf_is_named_and_breaks_the_whole_log(repo: Repo, public: httpx.Client) -> None:
+    index = repo.leaf_of(repo.ids[1])
+    repo.sql("DELETE FROM log_leaves WHERE dpp_id = :d", d=repo.ids[1])
+    code, out = repo.verify()
+    assert code == 3 and out.startswith(f"1. leaf {index}: expected a stored leaf (the log has 4), got none"), out
+    assert f"version 1 of {repo.ids[1]}: expected a log leaf committing to it, got none" in out
+    repo.sentinel.sweep()
+    assert public.get(f"/api/v1/dpps/{repo.ids[1]}").headers[HEADER].startswith('failed; scope="passport"')
+    assert public.get(f"/api/v1/dpps/{repo.ids[0]}").headers[HEADER].startswith('failed; scope="repository"')
+
+
 def test_a_served_body_that_does_not_hash_to_its_column_is_flagged_at_once(repo: Repo, public: httpx.Client,
                                                                              client: httpx.Client) -> None:
     _canonical(repo)

@@ -65,34 +65,71 @@ def _sha(text_value: str | None) -> str | None:
 # --- versions ↔ leaves -----------------------------------------------------------------------------------------
 
 
+class VerifiedSignatures:
+    """Signatures already verified by this process, so a repeated sweep need not verify them again: keyed by
+    SHA-256 of (the canonical bytes' SHA-256, the JWS, the public key) — the same three give the same verdict.
+    At most ``limit`` entries (~80 bytes each); when full, it is emptied and refilled."""
+
+    def __init__(self, limit: int = 250_000) -> None:
+        self.limit = limit
+        self._seen: set[bytes] = set()
+
+    @staticmethod
+    def key(sha: str, signature: str, public_key: bytes | None) -> bytes | None:
+        if public_key is None:
+            return None
+        return hashlib.sha256(b"%s\x00%s\x00%s" % (sha.encode(), signature.encode(), public_key)).digest()[:16]
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._seen
+
+    def add(self, key: bytes) -> None:
+        if len(self._seen) >= self.limit:
+            self._seen.clear()
+        self._seen.add(key)
+
+
 class VersionAudit:
     """Every stored version against its leaf (see the module docstring)."""
 
-    def __init__(self, *, keys: dict[str, bytes], findings: Findings, batch: int = VERSION_BATCH) -> None:
+    def __init__(self, *, keys: dict[str, bytes], findings: Findings, batch: int = VERSION_BATCH,
+                 verified: VerifiedSignatures | None = None) -> None:
         self.keys = keys
         self.findings = findings
         self.batch = batch
         self.checked = 0
+        self.verified = verified
 
     def steps(self, scope: SessionScope) -> Iterator[int]:
-        """Yields the number of versions checked after each batch."""
+        """Yields the number of versions checked after each batch. Each batch: the next ``batch`` versions in
+        (dppId, version) order and every passportVersion leaf in the same key range, in one snapshot; past the
+        last version, the leaves left over (strays) a bounded batch at a time."""
         last: tuple[str, int] | None = None
         while True:
             with scope() as s:
                 q = select(*_VERSION_COLUMNS).order_by(PassportVersion.dpp_id, PassportVersion.version)
-                if last is not None:
-                    q = q.where(tuple_(PassportVersion.dpp_id, PassportVersion.version) > tuple_(*last))
-                rows = s.execute(q.limit(self.batch)).all()
                 lq = select(*log.LEAF_COLUMNS).where(LogLeaf.kind == log.KIND_VERSION)
                 if last is not None:
+                    q = q.where(tuple_(PassportVersion.dpp_id, PassportVersion.version) > tuple_(*last))
                     lq = lq.where(tuple_(LogLeaf.dpp_id, LogLeaf.version) > tuple_(*last))
-                done = len(rows) < self.batch
-                if not done:
-                    hi = (rows[-1][0], rows[-1][1])
-                    lq = lq.where(tuple_(LogLeaf.dpp_id, LogLeaf.version) <= tuple_(*hi))
-                leaves: dict[tuple[str, int], list[Any]] = defaultdict(list)
-                for leaf_row in s.execute(lq.order_by(LogLeaf.dpp_id, LogLeaf.version, LogLeaf.leaf_index)):
-                    leaves[(leaf_row[2], leaf_row[3])].append(leaf_row)
+                rows = s.execute(q.limit(self.batch)).all()
+                more = len(rows) == self.batch
+                if more:
+                    lq = lq.where(tuple_(LogLeaf.dpp_id, LogLeaf.version) <= tuple_(rows[-1][0], rows[-1][1]))
+                else:
+                    lq = lq.limit(self.batch * 4)
+                leaf_rows = s.execute(lq.order_by(LogLeaf.dpp_id, LogLeaf.version, LogLeaf.leaf_index)).all()
+            if not more and len(leaf_rows) == self.batch * 4:
+                # more strays than one batch: stop this round before the last key fetched (it may be partial)
+                edge = (leaf_rows[-1][2], leaf_rows[-1][3])
+                kept = [r for r in leaf_rows if (r[2], r[3]) != edge]
+                if kept:
+                    more = True
+                    leaf_rows = kept
+                    rows = [r for r in rows if (r[0], r[1]) < edge]
+            leaves: dict[tuple[str, int], list[Any]] = defaultdict(list)
+            for leaf_row in leaf_rows:
+                leaves[(leaf_row[2], leaf_row[3])].append(leaf_row)
             for row in rows:
                 self._version(row, leaves.pop((row[0], row[1]), []))
             for (dpp_id, version), stray in leaves.items():
@@ -101,9 +138,10 @@ class VersionAudit:
                                               "which is not stored", (leaf_row[0], leaf_row[0] + 1), (dpp_id,)))
             self.checked += len(rows)
             yield self.checked
-            if done:
+            if not more:
                 return
-            last = (rows[-1][0], rows[-1][1])
+            keys = [(r[0], r[1]) for r in rows[-1:]] + [(r[2], r[3]) for r in leaf_rows[-1:]]
+            last = max(keys)
 
     def check_keys(self, session: Session, keys: list[tuple[str, int]]) -> None:
         """Check just the versions ``keys`` (dppId, version) with their leaves, in ``session``'s snapshot."""
@@ -134,7 +172,12 @@ class VersionAudit:
         if signature is not None:
             try:
                 signed_kid = kid_of(signature)
-                verify_version(signature, (canonical or "").encode("utf-8"), self.keys)
+                memo = None if self.verified is None else self.verified.key(actual, signature,
+                                                                             self.keys.get(signed_kid))
+                if memo is None or self.verified is None or memo not in self.verified:
+                    verify_version(signature, (canonical or "").encode("utf-8"), self.keys)
+                    if memo is not None and self.verified is not None:
+                        self.verified.add(memo)
             except VerificationError as exc:
                 problems.append(f"signature: {exc.message.removeprefix('version signature: ')}")
         leaf_range: tuple[int, int] | None = None
@@ -229,6 +272,7 @@ class FullCheck:
     check_extra: bool = True
     log_batch: int = 2048
     version_batch: int = VERSION_BATCH
+    verified: VerifiedSignatures | None = None
     findings: Findings = field(default_factory=Findings)
     log_size: int = 0
     versions: int = 0
@@ -242,7 +286,8 @@ class FullCheck:
             self.log_size = audit.size
             yield "log", done
         start = self.findings.total
-        versions = VersionAudit(keys=audit.keys, findings=self.findings, batch=self.version_batch)
+        versions = VersionAudit(keys=audit.keys, findings=self.findings, batch=self.version_batch,
+                                verified=self.verified)
         for done in versions.steps(scope):
             self.versions = done
             yield "versions", done
