@@ -227,6 +227,12 @@ def _state(session: Session, *, lock: bool) -> merkle.Frontier:
     return _frontier(row[0], row[1])
 
 
+def lock(session: Session) -> int:
+    """Take the log's lock (the one ``append`` takes) until the transaction ends; returns the log's size. For
+    writers that must be ordered with appends (access-log digests)."""
+    return _state(session, lock=True).size
+
+
 def size(session: Session) -> int:
     """The number of leaves appended and committed (or appended in this transaction)."""
     return int(session.scalar(select(LogState.size).where(LogState.id == STATE_ID)) or 0)

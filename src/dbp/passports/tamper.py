@@ -351,7 +351,7 @@ def append_access_digest(session: Session, *, max_rows: int = MAX_DIGEST_ROWS, h
     """Append one accessLogDigest leaf for the rows not yet digested (at most ``max_rows`` of them), in the
     caller's transaction; None when there are none. Locks the log (and on PostgreSQL access_log, SHARE) until
     the transaction ends."""
-    log._state(session, lock=True)  # the lock log.append takes: digesters and appenders serialise on it
+    log.lock(session)  # the lock log.append takes: digesters and appenders serialise on it
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"LOCK TABLE {AccessLog.__tablename__} IN SHARE MODE"))
     after, _ = last_digested_id(session, hint=hint)
