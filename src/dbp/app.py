@@ -88,7 +88,12 @@ class DbpApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         return Hardening(super().build_middleware_stack(), self.state.settings, fast=FastCurrentReads(self.state),
-                         fast_by_prefix=[(log_serving.PREFIX, log_serving.FastLogReads(self.state))])
+                         fast_by_prefix=[(log_serving.PREFIX, self._log_reads())])
+
+    def _log_reads(self) -> log_serving.FastLogReads:
+        """The log's fast responder, kept in the state so that shutdown closes its connections."""
+        self.state.log_reads = log_serving.FastLogReads(self.state)
+        return self.state.log_reads
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -105,6 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
         await app.state.checkpointer.stop()
         await app.state.read_log.close()
         app.state.reader.close()
+        if getattr(app.state, "log_reads", None) is not None:
+            app.state.log_reads.close()
         engine.dispose()
         read_engine.dispose()
 
