@@ -110,3 +110,20 @@ def canonical_bytes(value: Any) -> bytes:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class DuplicateMember(ValueError):
+    """A JSON object repeats a member name (I-JSON, RFC 7493 §2.3, forbids it); ``args[0]`` is the name."""
+
+
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses repeated member names (``DuplicateMember``): parsers
+    resolve them differently, so what was signed or stored would be ambiguous."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateMember(key)
+            seen.add(key)
+    return obj

@@ -73,7 +73,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from dbp.errors import VerificationError
-from dbp.integrity.canonical import canonical_bytes, sha256_hex
+from dbp.integrity.canonical import DuplicateMember, canonical_bytes, sha256_hex, unique_members
 from dbp.integrity.signing import b64url
 
 MEDIA_TYPE = "application/vc+jwt"
@@ -283,21 +283,6 @@ class StaticResolver:
 # --- verifying -----------------------------------------------------------------------------------------------
 
 
-class _Duplicate(Exception):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _Duplicate(key)
-            seen.add(key)
-    return obj
-
-
 def _bad_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -305,8 +290,8 @@ def _bad_constant(name: str) -> Any:
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     """An I-JSON object (RFC 7493: UTF-8, unique member names, no NaN) or ``VerificationError``."""
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_bad_constant)
-    except _Duplicate as exc:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=unique_members, parse_constant=_bad_constant)
+    except DuplicateMember as exc:
         raise VerificationError(f"{what}: expected unique member names, got {exc.args[0]!r:.60} twice") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise VerificationError(f"{what}: expected a JSON object, got invalid JSON ({exc!s:.80})") from None

@@ -30,6 +30,7 @@ from dbp.errors import BadRequest, FieldError, NotAcceptable, NotFound
 from dbp.http import json_response
 from dbp.integrity import log, signing
 from dbp.integrity.log import b64
+from dbp.integrity.serving import checkpoint_wants_json
 
 router = APIRouter(prefix="/api/v1/log", tags=["transparency log"])
 well_known = APIRouter(prefix="/.well-known", tags=["keys"])
@@ -45,13 +46,10 @@ def _verifier_key(request: Request) -> str:
 
 
 def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    json_at, text_at = accept.find("application/json"), accept.find("text/plain")
-    if json_at >= 0 and (text_at < 0 or json_at < text_at):
-        return True
-    if accept and text_at < 0 and not any(t in accept for t in ("*/*", "text/*")):
+    wants = checkpoint_wants_json(request.headers.get("accept", ""))
+    if wants is None:
         raise NotAcceptable("the checkpoint is available as text/plain (signed note) or application/json")
-    return False
+    return wants
 
 
 @router.get("/checkpoint", summary="The latest signed checkpoint (C2SP signed note, or JSON)")

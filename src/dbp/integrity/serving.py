@@ -323,15 +323,23 @@ class FastLogReads:
                 (b"x-correlation-id", self._cid(scope))], body
 
 
-def _wants_json(accept: str) -> bool:
-    """``routes._wants_json`` without the request: True for JSON, False for the signed note; ``_Refused`` where
-    the route answers 406."""
+def checkpoint_wants_json(accept: str) -> bool | None:
+    """Which checkpoint representation an ``Accept`` header asks for: True JSON, False the signed note, None
+    neither (the route answers 406). Shared with ``routes``, so both paths decide alike."""
     json_at, text_at = accept.find("application/json"), accept.find("text/plain")
     if json_at >= 0 and (text_at < 0 or json_at < text_at):
         return True
     if accept and text_at < 0 and not any(t in accept for t in ("*/*", "text/*")):
-        raise _Refused("not acceptable")
+        return None
     return False
+
+
+def _wants_json(accept: str) -> bool:
+    """``checkpoint_wants_json``, with ``_Refused`` where the route answers 406."""
+    wants = checkpoint_wants_json(accept)
+    if wants is None:
+        raise _Refused("not acceptable")
+    return wants
 
 
 class _Store:

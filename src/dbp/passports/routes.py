@@ -8,7 +8,6 @@ described in OpenAPI through ``openapi_extra``.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date as _date
 from typing import Annotated, Any
@@ -36,6 +35,7 @@ from dbp.errors import (
     ValidationFailed,
 )
 from dbp.http import accepted_representation, correlation_id, json_response
+from dbp.integrity.canonical import DuplicateMember, unique_members
 from dbp.passports import export, guard, lifecycle, paths, service, views
 from dbp.passports.reads import normalise_product_path
 from dbp.passports.redaction import changed_attributes, group_of
@@ -90,24 +90,13 @@ def _require_json(request: Request) -> None:
         raise UnsupportedMediaType(f"content type {ctype!r} is not accepted; send application/json")
 
 
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _DuplicateKey(next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1))
-    return obj
-
-
 def _check_json(body: bytes) -> None:
     """Refuse what is not I-JSON (RFC 7493): bad syntax, NaN/Infinity, BOM, bad UTF-8, lone surrogates, and
     duplicate member names, which parsers resolve differently (the stored canonical form must be unambiguous)."""
     try:
         orjson.loads(body)
-        json.loads(body, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
+        json.loads(body, object_pairs_hook=unique_members)
+    except DuplicateMember as exc:
         raise BadRequest(f"request body repeats the member name {exc.args[0]!r}",
                          details=[FieldError("$", "json.duplicateKey", "member names must be unique")]) from None
     except (ValueError, RecursionError) as exc:  # orjson.JSONDecodeError is a ValueError; Python's depth is lower
