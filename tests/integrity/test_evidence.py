@@ -85,7 +85,9 @@ def test_full_bundle_verifies_offline_step_by_step(signed: tuple[str, dict[str, 
         bundle, option=orjson.OPT_INDENT_2)  # round trip
 
     alone = verify_bundle(orjson.dumps(bundle))
-    assert alone.valid and [s.number for s in alone.steps] == list(range(1, 9))
+    # consistent, but only its own keys vouch for it: never "valid" without keys the verifier trusts
+    assert alone.consistent and not alone.valid and alone.verdict == "unauthenticated"
+    assert [s.number for s in alone.steps] == list(range(1, 9))
     assert _verdicts(alone) == {"bundle": PASS, "canonical": PASS, "contentHash": PASS, "signature": PASS,
                                 "inclusion": PASS, "checkpoint": PASS, "keys": WARN, "consistency": SKIPPED}
     pinned = verify_bundle(bundle, trusted=Trusted(keys=_jwks(public)))
@@ -112,7 +114,7 @@ def test_older_versions_and_the_server_verifier(signed: tuple[str, dict[str, Any
     dpp_id, bundle = signed
     first = _bundle(client, dpp_id, version=1)
     assert first["version"] == 1 and first["leafIndex"] < bundle["leafIndex"]
-    assert verify_bundle(first).valid
+    assert verify_bundle(first).consistent
     r = public.post("/api/v1/verify", json=bundle)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -121,6 +123,26 @@ def test_older_versions_and_the_server_verifier(signed: tuple[str, dict[str, Any
     older = first["checkpoint"]
     r = public.post("/api/v1/verify", json={"bundle": bundle, "trustedCheckpoint": older})
     assert r.json()["valid"] and r.json()["steps"][7]["verdict"] == PASS, r.text
+
+
+def test_cli_exit_codes_for_a_genuine_bundle(signed: tuple[str, dict[str, Any]], public: httpx.Client,
+                                             tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_bytes(orjson.dumps(signed[1]))
+    keys = tmp_path / "keys.json"
+    keys.write_bytes(public.get("/api/v1/log/keys").content)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_bytes(public.get("/.well-known/jwks.json").content)
+    assert CliRunner().invoke(cli, ["verify", str(path)]).exit_code == 4  # only its own keys
+    with_keys = CliRunner().invoke(cli, ["verify", str(path), "--keys", str(keys), "--json"])
+    assert with_keys.exit_code == 0, with_keys.output
+    assert "trusted key periods" in json.loads(with_keys.stdout)["steps"][3]["detail"]
+    with_jwks = CliRunner().invoke(cli, ["verify", str(path), "--keys", str(jwks), "--json"])
+    assert with_jwks.exit_code == 0 and "the bundle's key periods" in json.loads(with_jwks.stdout)["steps"][3]["detail"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert CliRunner().invoke(cli, ["verify", str(bad)]).exit_code == 1
+    assert CliRunner().invoke(cli, ["verify", str(tmp_path / "missing.json")]).exit_code == 1
 
 
 # --- tampering with the bundle -----------------------------------------------------------------------------------
@@ -220,11 +242,14 @@ def test_each_tampering_fails_at_its_step(name: str, signed: tuple[str, dict[str
     assert result.exit_code == 3, result.output
     assert json.loads(result.stdout)["failedStep"] == failed.name
     r = public.post("/api/v1/verify", json=bundle)
+    if name == "key period":  # the server goes by its own key periods, not the bundle's claim about them
+        assert r.status_code == 200 and r.json()["valid"], r.text
+        return
     assert r.status_code == 200 and not r.json()["valid"] and r.json()["failedStep"] == failed.name
 
 
 def test_a_bundle_re_signed_with_another_key_fails_only_against_the_published_keys(
-        signed: tuple[str, dict[str, Any]], public: httpx.Client) -> None:
+        signed: tuple[str, dict[str, Any]], public: httpx.Client, tmp_path: Path) -> None:
     """Someone who rewrites a version and re-signs everything with their own key makes a self-consistent bundle;
     the published keys expose it."""
     bundle = copy.deepcopy(signed[1])
@@ -239,10 +264,23 @@ def test_a_bundle_re_signed_with_another_key_fails_only_against_the_published_ke
     bundle["checkpoint"] = sign_checkpoint(Checkpoint(body.origin, body.size, body.root_hash),
                                            [Ed25519Signer(bundle["origin"], forger)]).decode()
     alone = verify_bundle(bundle)
-    assert alone.valid and _verdicts(alone)["keys"] == WARN  # consistent, but vouched for by itself only
+    assert alone.consistent and not alone.valid and _verdicts(alone)["keys"] == WARN  # vouched for by itself
     pinned = verify_bundle(bundle, trusted=Trusted(keys=_jwks(public)))
     assert _failed(pinned) == {"signature", "checkpoint", "keys"}
     assert public.post("/api/v1/verify", json=bundle).json()["failedStep"] == "signature"
+    # the same forgery under another origin: the server knows no keys for it, so consistent is not valid
+    bundle["origin"] = "forged.example/log"
+    bundle["checkpoint"] = sign_checkpoint(Checkpoint(bundle["origin"], body.size, body.root_hash),
+                                           [Ed25519Signer(bundle["origin"], forger)]).decode()
+    answer = public.post("/api/v1/verify", json=bundle).json()
+    assert answer["valid"] is False and answer["verdict"] == "unauthenticated" and answer["failedStep"] is None
+    path = tmp_path / "forged.json"
+    path.write_bytes(orjson.dumps(bundle))
+    result = CliRunner().invoke(cli, ["verify", str(path)])
+    assert result.exit_code == 4 and "UNAUTHENTICATED" in result.output, result.output
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_bytes(public.get("/api/v1/log/keys").content)
+    assert CliRunner().invoke(cli, ["verify", str(path), "--keys", str(keys_file)]).exit_code == 3
 
 
 def test_consistency_with_a_trusted_checkpoint(signed: tuple[str, dict[str, Any]], client: httpx.Client,

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from dbp.access.secrets import DEVELOPMENT_SECRET
 from dbp.cli import app as cli
 from dbp.errors import Conflict
-from dbp.integrity import log, signing
-from dbp.integrity.checkpoint import parse_verifier_key, verify_checkpoint
+from dbp.integrity import log, merkle, signing
+from dbp.integrity.checkpoint import Checkpoint, Ed25519Signer, parse_verifier_key, sign_checkpoint, verify_checkpoint
 from dbp.integrity.models import LogKey
-from dbp.integrity.verify import PASS, Trusted, trusted_keys, verify_bundle
+from dbp.integrity.verify import PASS, Trusted, trusted_keys, trusted_periods, verify_bundle
 
 
 def _rotate(monkeypatch: pytest.MonkeyPatch, settings: Any, which: str = "repository") -> dict[str, str]:
@@ -114,3 +114,35 @@ def test_keys_rotate_refuses_an_unknown_choice(monkeypatch: pytest.MonkeyPatch, 
     result = CliRunner().invoke(cli, ["keys", "rotate", "--which", "everything"])
     assert result.exit_code == 2
     assert "expected tokens, repository or all" in result.output
+
+
+def test_a_retired_key_cannot_vouch_for_a_version_after_its_retirement(
+        client: httpx.Client, public: httpx.Client, passport: dict[str, Any], settings: Any,
+        monkeypatch: pytest.MonkeyPatch, session_factory: Any) -> None:
+    """Whoever holds a retired (say, leaked) key can build a whole bundle — leaf, tree, checkpoint — dated after
+    its retirement and claim in it that the key never retired; the repository's published periods refuse it."""
+    r = client.post("/api/v1/dpps", json=passport)
+    assert r.status_code == 201, r.text
+    genuine = _bundle(client, r.json()["dppId"])
+    old_kid = signing.kid_of(genuine["signature"])
+    _rotate(monkeypatch, settings)
+    with session_factory() as s:
+        old_key = log._decrypt(s.get(LogKey, old_kid), DEVELOPMENT_SECRET)
+    forged = dict(genuine)
+    at = "2099-01-01T00:00:00.000000Z"
+    leaf = log.Leaf(genuine["dppId"], 7, genuine["leaf"]["sha256"], at, kid=old_kid,
+                    public_sha256=genuine["leaf"]["publicSha256"])
+    root = merkle.hash_leaf(leaf.encode())
+    forged.update(version=7, leaf=leaf.as_json(), leafIndex=0, treeSize=1, inclusionProof=[],
+                  checkpoint=sign_checkpoint(Checkpoint(genuine["origin"], 1, root),
+                                             [Ed25519Signer(genuine["origin"], old_key)]).decode(),
+                  keys=[{**k, "retiredAt": None} for k in genuine["keys"] if k["jwk"]["kid"] == old_kid])
+    published = public.get("/api/v1/log/keys").json()
+    assert any(k["jwk"]["kid"] == old_kid and k["retiredAt"] for k in published["keys"])
+    lax = verify_bundle(forged, trusted=Trusted(keys=trusted_keys(published)))  # keys pinned, periods not
+    assert lax.valid  # why periods must come from the repository too
+    strict = verify_bundle(forged, trusted=Trusted(keys=trusted_keys(published), periods=trusted_periods(published)))
+    assert not strict.valid and strict.first_failure is not None and strict.first_failure.name == "signature"
+    assert "expected it to be the signing key at 2099" in strict.first_failure.detail
+    server = public.post("/api/v1/verify", json=forged).json()  # our origin: the server uses its own periods
+    assert server["valid"] is False and server["failedStep"] == "signature"

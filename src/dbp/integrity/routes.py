@@ -5,7 +5,9 @@ content hashes):
   ``Accept: application/json`` as ``{origin, size, rootHash, note, verifierKey, createdAt}``;
 * ``GET /api/v1/log/proof/inclusion?leafIndex=&treeSize=`` or ``?dppId=&version=&treeSize=``;
 * ``GET /api/v1/log/proof/consistency?from=&to=``;
-* ``GET /api/v1/log/leaves?start=&end=`` (at most 1,000).
+* ``GET /api/v1/log/leaves?start=&end=`` (at most 1,000);
+* ``GET /api/v1/log/keys`` — every repository key as ``{jwk, createdAt, retiredAt}``: the period it signed in
+  (what ``dbp verify --url`` trusts; a JWK Set has no such member).
 
 and the repository's public keys (every key, current and retired: they verify checkpoints and version signatures):
 
@@ -28,7 +30,7 @@ from starlette.responses import Response
 from dbp.deps import ReadSessionDep
 from dbp.errors import BadRequest, FieldError, NotAcceptable, NotFound
 from dbp.http import json_response
-from dbp.integrity import log, signing
+from dbp.integrity import evidence, log, signing
 from dbp.integrity.log import b64
 from dbp.integrity.serving import checkpoint_wants_json
 
@@ -112,6 +114,12 @@ def consistency(session: ReadSessionDep, size1: Annotated[int, Query(alias="from
 def get_leaves(session: ReadSessionDep, start: Size, end: Size) -> Response:
     found = log.leaves(session, start=start, end=end)
     return json_response({"start": start, "end": end, "leaves": [s.as_json() for s in found]})
+
+
+@router.get("/keys", summary="The repository's keys with the period each signed in (current and retired)")
+def get_keys(request: Request, session: ReadSessionDep) -> Response:
+    _published(request)
+    return json_response({"keys": [k.as_json() for k in evidence.key_periods(session)]}, headers=NO_CACHE)
 
 
 def _published(request: Request) -> None:

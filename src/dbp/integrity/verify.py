@@ -10,12 +10,15 @@
 5. ``inclusion``   — the leaf is in the checkpoint's tree (RFC 9162 inclusion proof);
 6. ``checkpoint``  — the checkpoint note is signed by a repository key for the bundle's origin;
 7. ``keys``        — the keys used are ones the verifier trusts independently (pinned, or fetched from the
-   repository's ``/.well-known/jwks.json``); without such keys: ``warn`` (the bundle vouches for itself);
+   repository's ``/api/v1/log/keys``, which also gives each key's signing period); without such keys: ``warn``
+   (the bundle vouches for itself);
 8. ``consistency`` — the checkpoint is consistent with one the verifier already trusts (same root at the same
    size, or a consistency proof between the two sizes); without one: ``skipped``.
 
-Every step runs (so a report names every problem), a step whose inputs failed says ``not-reached``. The bundle
-is valid only if no step says ``fail``. Messages say what was expected and what was found. Pure: no I/O.
+Every step runs (so a report names every problem), a step whose inputs failed says ``not-reached``. A bundle is
+*consistent* if no step says ``fail``, and *valid* only if it is consistent and its keys passed step 7: anyone can
+make a self-consistent bundle with a key of their own (``verdict``: ``valid``, ``unauthenticated``, ``invalid``).
+Messages say what was expected and what was found. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -62,8 +65,19 @@ class Report:
     view: str | None = None
 
     @property
-    def valid(self) -> bool:
+    def consistent(self) -> bool:
+        """No step failed: the bundle agrees with itself (and with whatever the verifier trusts)."""
         return len(self.steps) == len(STEPS) and all(s.verdict != FAIL for s in self.steps)
+
+    @property
+    def valid(self) -> bool:
+        """Consistent AND the keys were ones the verifier trusts independently: a bundle that only vouches for
+        itself (anyone can make one with their own key) is never valid."""
+        return self.consistent and self.steps[STEPS.index("keys")].verdict == PASS
+
+    @property
+    def verdict(self) -> str:
+        return "valid" if self.valid else "unauthenticated" if self.consistent else "invalid"
 
     @property
     def first_failure(self) -> Step | None:
@@ -71,8 +85,9 @@ class Report:
 
     def as_json(self) -> dict[str, Any]:
         failed = self.first_failure
-        return {"valid": self.valid, "dppId": self.dpp_id, "version": self.version, "view": self.view,
-                "failedStep": None if failed is None else failed.name, "steps": [s.as_json() for s in self.steps]}
+        return {"valid": self.valid, "verdict": self.verdict, "dppId": self.dpp_id, "version": self.version,
+                "view": self.view, "failedStep": None if failed is None else failed.name,
+                "steps": [s.as_json() for s in self.steps]}
 
     def add(self, verdict: str, detail: str) -> None:
         n = len(self.steps)
@@ -88,6 +103,9 @@ class Trusted:
     keys: dict[str, bytes] | None = None
     checkpoint: str | None = None
     consistency_proof: Sequence[bytes] = ()
+    # kid -> (createdAt, retiredAt or None): when each trusted key signed. Without it the bundle's own periods
+    # are used, and a bundle can then claim any period for a key (the keys step says so).
+    periods: dict[str, tuple[str, str | None]] | None = None
 
 
 def _run(report: Report, check: Callable[[], tuple[str, str]]) -> bool:
@@ -169,13 +187,19 @@ def verify_bundle(data: bytes | str | dict[str, Any] | Bundle, *, trusted: Trust
         kid = signing.verify_version(b.signature, b.document, keys)
         if leaf.kid is not None and leaf.kid != kid:
             raise VerificationError(f"signing key: expected {leaf.kid} (the key the leaf commits to), got {kid}")
-        period = periods.get(kid)
-        if period is None:
+        if trusted.periods is not None:
+            if kid not in trusted.periods:
+                raise VerificationError(f"signing key {kid}: expected a trusted key with a known signing period")
+            created, retired = trusted.periods[kid]
+        elif kid in periods:
+            created, retired = periods[kid].created_at, periods[kid].retired_at
+        else:
             raise VerificationError(f"signing key {kid}: expected the bundle to say when it signed, got nothing")
-        if leaf.at < period.created_at or (period.retired_at is not None and leaf.at >= period.retired_at):
+        if leaf.at < created or (retired is not None and leaf.at >= retired):
             raise VerificationError(f"signing key {kid}: expected it to be the signing key at {leaf.at}, got one "
-                                    f"that signed from {period.created_at} to {period.retired_at or 'now'}")
-        return PASS, f"EdDSA signature by {kid}, the repository's signing key at {leaf.at}"
+                                    f"that signed from {created} to {retired or 'now'}")
+        source = "trusted" if trusted.periods is not None else "the bundle's"
+        return PASS, f"EdDSA signature by {kid}, the repository's signing key at {leaf.at} ({source} key periods)"
 
     def checkpoint_body() -> Checkpoint:
         nonlocal cp
@@ -209,7 +233,8 @@ def verify_bundle(data: bytes | str | dict[str, Any] | Bundle, *, trusted: Trust
         wrong = [kid for kid, public in used.items() if trusted.keys.get(kid) not in (None, public)]
         if wrong:
             raise VerificationError(f"keys: expected the published keys, got other key material for {wrong}")
-        return PASS, f"the bundle's keys match the {len(trusted.keys)} trusted key(s)"
+        periods = "" if trusted.periods is not None else "; their signing periods are the bundle's own claims"
+        return PASS, f"the bundle's keys match the {len(trusted.keys)} trusted key(s){periods}"
 
     def consistency() -> tuple[str, str]:
         if trusted.checkpoint is None:
@@ -229,8 +254,25 @@ def verify_bundle(data: bytes | str | dict[str, Any] | Bundle, *, trusted: Trust
     return report
 
 
+def trusted_periods(doc: object) -> dict[str, tuple[str, str | None]] | None:
+    """The signing periods of a keys document (``GET /api/v1/log/keys``: ``{"keys": [{jwk, createdAt,
+    retiredAt}]}``); None for a plain JWK Set, which has none. ``ProofError`` for a malformed one."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list) or len(doc["keys"]) > 100:
+        raise ProofError("keys: expected {\"keys\": [at most 100 keys]}", reason="malformed-jwks")
+    if not all(isinstance(k, dict) and "jwk" in k for k in doc["keys"]):
+        return None
+    out: dict[str, tuple[str, str | None]] = {}
+    for i, entry in enumerate(doc["keys"]):
+        created, retired = entry.get("createdAt"), entry.get("retiredAt")
+        if not isinstance(created, str) or not (retired is None or isinstance(retired, str)):
+            raise ProofError(f"keys[{i}]: expected createdAt and retiredAt (or null)", reason="malformed-jwks")
+        out[jwk_key(entry["jwk"], f"keys[{i}].jwk")[0]] = (created, retired)
+    return out
+
+
 def trusted_keys(jwks: object) -> dict[str, bytes]:
     """The Ed25519 keys of a JWK Set (``/.well-known/jwks.json``), by kid. ``ProofError`` for anything else."""
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or len(jwks["keys"]) > 100:
         raise ProofError("JWK Set: expected {\"keys\": [at most 100 keys]}", reason="malformed-jwks")
-    return dict(jwk_key(jwk, f"JWK Set keys[{i}]") for i, jwk in enumerate(jwks["keys"]))
+    entries = [k["jwk"] if isinstance(k, dict) and "jwk" in k else k for k in jwks["keys"]]  # or a keys document
+    return dict(jwk_key(jwk, f"JWK Set keys[{i}]") for i, jwk in enumerate(entries))

@@ -3,12 +3,14 @@
 Sources: a bundle file (``GET /api/v1/dpps/{id}/evidence`` saved; fully offline), a passport URL
 (``https://host/api/v1/dpps/{id}`` — its bundle and the repository's published keys are fetched), or a passport
 document file with ``--url`` of the repository (is this file what the repository logged?). Exit codes: 0 valid,
-3 not valid (the failing step is named), 1 the source could not be read or fetched, 2 usage.
+3 not valid (the failing step is named), 4 consistent but only its own keys vouch for it (no ``--keys``, no URL),
+1 the source could not be read or fetched, 2 usage.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,7 +24,7 @@ from rich.table import Table
 from dbp.errors import VerificationError
 from dbp.integrity import evidence
 from dbp.integrity.canonical import CanonicalizationError, canonical_bytes
-from dbp.integrity.verify import FAIL, PASS, WARN, Report, Trusted, trusted_keys, verify_bundle
+from dbp.integrity.verify import FAIL, PASS, WARN, Report, Trusted, trusted_keys, trusted_periods, verify_bundle
 
 MAX_FETCH = evidence.MAX_BUNDLE_BYTES
 out = Console()
@@ -80,8 +82,15 @@ def _trusted_checkpoint(client: httpx.Client | None, base: str | None, note: str
             raise FetchError(f"trusted checkpoint: {exc}") from None
         if size != tree_size:
             small, large = sorted((size, tree_size))
-            answer = _get(client, f"{base}/api/v1/log/proof/consistency", **{"from": small, "to": large})
-            proof = [base64.b64decode(h) for h in answer.get("hashes", [])]
+            url = f"{base}/api/v1/log/proof/consistency"
+            answer = _get(client, url, **{"from": small, "to": large})
+            hashes = answer.get("hashes") if isinstance(answer, dict) else None
+            if not isinstance(hashes, list) or len(hashes) > 128:
+                raise FetchError(f"{url}: expected {{hashes: [base64, …]}}, got {str(answer)[:120]}")
+            try:
+                proof = [base64.b64decode(str(h), validate=True) for h in hashes]
+            except (binascii.Error, ValueError):
+                raise FetchError(f"{url}: expected standard base64 hashes") from None
     return Trusted(checkpoint=note, consistency_proof=proof)
 
 
@@ -97,7 +106,10 @@ def run(source: str, *, url: str | None, version: int | None, keys_file: Path | 
         trusted_checkpoint: Path | None, token: str | None = None) -> Report:
     """Fetch or read what ``source`` names and verify it (module doc). ``FetchError`` when it cannot."""
     note = trusted_checkpoint.read_text() if trusted_checkpoint else None
-    pinned = trusted_keys(orjson.loads(keys_file.read_bytes())) if keys_file else None
+    pinned, periods = None, None
+    if keys_file:  # a keys document (GET /api/v1/log/keys, with signing periods) or a plain JWK Set
+        doc = orjson.loads(keys_file.read_bytes())
+        pinned, periods = trusted_keys(doc), trusted_periods(doc)
     if source.startswith(("http://", "https://")):
         url, source_file = source, None
     else:
@@ -113,7 +125,7 @@ def run(source: str, *, url: str | None, version: int | None, keys_file: Path | 
         if not looks_like_bundle:
             raise FetchError(f"{source}: not an evidence bundle; to check a passport document give --url of its "
                              "repository")
-        return verify_bundle(parsed, trusted=Trusted(keys=pinned, checkpoint=note))  # a malformed one: step 1
+        return verify_bundle(parsed, trusted=Trusted(keys=pinned, checkpoint=note, periods=periods))
     assert url is not None
     base, dpp_id = _base(url)
     document: bytes | None = None
@@ -128,14 +140,14 @@ def run(source: str, *, url: str | None, version: int | None, keys_file: Path | 
     with httpx.Client(timeout=20, follow_redirects=False, headers=headers) as client:
         params = {} if version is None else {"version": version}
         raw = _get(client, f"{base}/api/v1/dpps/{dpp_id}/evidence", **params)
-        published = trusted_keys(_get(client, f"{base}/.well-known/jwks.json"))
-        if pinned is not None:
-            published = pinned
+        if pinned is None:  # the repository's published keys and the period each signed in
+            published_doc = _get(client, f"{base}/api/v1/log/keys")
+            pinned, periods = trusted_keys(published_doc), trusted_periods(published_doc)
         bundle = evidence.parse_bundle(raw)
         if document is not None:  # is the file what was logged? (its hash is compared with the leaf)
             bundle = evidence.Bundle(**{**bundle.__dict__, "document": document})
         trusted = _trusted_checkpoint(client, base, note, bundle.tree_size)
-    return verify_bundle(bundle, trusted=Trusted(keys=published, checkpoint=trusted.checkpoint,
+    return verify_bundle(bundle, trusted=Trusted(keys=pinned, checkpoint=trusted.checkpoint, periods=periods,
                                                  consistency_proof=trusted.consistency_proof))
 
 
@@ -148,8 +160,12 @@ def show(report: Report) -> None:
         table.add_row(str(step.number), step.name, f"[{colour}]{step.verdict}[/{colour}]", step.detail)
     out.print(table)
     failed = report.first_failure
-    if failed is None:
-        out.print("[bold green]VALID[/bold green]: every check passed")
+    if report.valid:
+        out.print("[bold green]VALID[/bold green]: every check passed, with keys you trust")
+    elif failed is None:
+        err.print("[bold yellow]UNAUTHENTICATED[/bold yellow]: the bundle is consistent, but only its own keys vouch "
+                  "for it (anyone can make such a bundle): give --keys (GET /api/v1/log/keys, obtained from the "
+                  "operator) or check it with a passport URL")
     else:
         err.print(f"[bold red]NOT VALID[/bold red]: step {failed.number} ({failed.name}) failed: {failed.detail}")
 
@@ -160,7 +176,8 @@ def register(app: typer.Typer) -> None:
         source: Annotated[str, typer.Argument(help="evidence bundle file, passport URL, or passport document file")],
         url: Annotated[str | None, typer.Option(help="repository (or passport) URL, to check a document file")] = None,
         version: Annotated[int | None, typer.Option(min=1, help="version to fetch (default: current)")] = None,
-        keys: Annotated[Path | None, typer.Option(help="JWK Set file of keys to trust (pins the operator's keys)")]
+        keys: Annotated[Path | None, typer.Option(help="keys to trust: GET /api/v1/log/keys saved (with signing "
+                                                    "periods) or a JWK Set")]
         = None,
         trusted_checkpoint: Annotated[Path | None, typer.Option(help="a signed checkpoint note you trust")] = None,
         token: Annotated[str | None, typer.Option(envvar="DBP_TOKEN", help="bearer token: callers who may read the "
@@ -169,7 +186,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     ) -> None:
         """Verify a passport version: canonical bytes, content hash, signature, log inclusion, checkpoint
-        signature, keys, consistency. Exit 0 valid, 3 not valid, 1 cannot read/fetch."""
+        signature, keys, consistency. Exit 0 valid, 3 not valid, 4 consistent but vouched for only by its own keys
+        (give --keys), 1 cannot read/fetch."""
         try:
             report = run(source, url=url, version=version, keys_file=keys, trusted_checkpoint=trusted_checkpoint,
                          token=token)
@@ -180,4 +198,4 @@ def register(app: typer.Typer) -> None:
             out.print_json(orjson.dumps(report.as_json()).decode())
         else:
             show(report)
-        raise typer.Exit(0 if report.valid else 3)
+        raise typer.Exit(0 if report.valid else 4 if report.consistent else 3)

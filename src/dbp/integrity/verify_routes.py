@@ -1,10 +1,12 @@
 """``POST /api/v1/verify`` — check an evidence bundle (``dbp.integrity.verify``) on the server.
 
 The body is a bundle, or ``{"bundle": {…}, "trustedCheckpoint": "<signed note>", "consistencyProof": [base64…]}``.
-The answer is the verification report (``200`` whether the bundle is valid or not: ``valid`` and ``failedStep``
-say which); a body that is not JSON is a ``400``. For a bundle of this repository (its origin) the repository's own
-keys are the trusted keys, and the consistency proof to a given trusted checkpoint is taken from the log when the
-request brings none.
+The answer is the verification report (``200`` whether the bundle is valid or not: ``valid``, ``verdict`` and
+``failedStep`` say which); a body that is not JSON is a ``400``. For a bundle of this repository (its origin) the
+repository's own keys and their signing periods are the trusted ones, and the consistency proof to a given trusted
+checkpoint is taken from the log when the request brings none. A bundle of another origin is checked for
+consistency only: this server does not know that repository's keys, so it is never ``valid`` here (``verdict``
+``unauthenticated``); verify it against its own repository.
 """
 
 from __future__ import annotations
@@ -83,12 +85,14 @@ async def verify(request: Request) -> Response:
     ours = isinstance(bundle_data, dict) and bundle_data.get("origin") == origin
 
     def trust(session: Session) -> Trusted:
-        keys = {k.kid: k.public_key for k in evidence.key_periods(session)} if ours else None
+        own = evidence.key_periods(session) if ours else ()
+        keys = {k.kid: k.public_key for k in own} if ours else None
+        periods = {k.kid: (k.created_at, k.retired_at) for k in own} if ours else None
         found = proof
         if ours and trusted_note is not None and found is None:
             size = bundle_data.get("treeSize")
             found = _own_consistency(session, trusted_note, size) if type(size) is int else []
-        return Trusted(keys=keys, checkpoint=trusted_note, consistency_proof=found or [])
+        return Trusted(keys=keys, checkpoint=trusted_note, consistency_proof=found or [], periods=periods)
 
     trusted = await in_read_session(request, trust)
     report = verify_bundle(bundle_data, trusted=trusted)

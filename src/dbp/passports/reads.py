@@ -9,6 +9,7 @@ pool in a worker thread so the loop never blocks on the network.
 from __future__ import annotations
 
 import sqlite3
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import text
@@ -22,6 +23,7 @@ from dbp.audit.service import AccessRecord, Action
 from dbp.db import sqlite_file
 from dbp.http import accepted_representation, client_correlation_id, new_correlation_id
 from dbp.passports import guard
+from dbp.passports.attributes import AccessGroup
 from dbp.passports.service import StoredVersion
 from dbp.sentinel import HEADER, header_value
 
@@ -209,11 +211,11 @@ class FastCurrentReads:
         if full is None:
             return None
         view, decision = await guard.view_on(self.state, principal, full)
-        groups = sorted(g.value for g in decision.groups)
+        groups, header = _group_names(decision.groups)
         await self.state.read_log.append(AccessRecord.of(
-            principal, action=Action.read, dpp_id=view.dpp_id, passport_operator_id=view.operator_id, detail=groups,
-            outcome="granted", reason=decision.reason, request_id=cid))
-        return view, ", ".join(groups).encode(), cid
+            principal, action=Action.read, dpp_id=view.dpp_id, passport_operator_id=view.operator_id,
+            detail=list(groups), outcome="granted", reason=decision.reason, request_id=cid))
+        return view, header, cid
 
     @staticmethod
     def _target(scope: Scope) -> tuple[str, bool] | None:
@@ -231,6 +233,14 @@ class FastCurrentReads:
         if not key.isprintable():  # NUL, controls: let the routes refuse them with an error object
             return None
         return key, by_product
+
+
+@lru_cache(maxsize=64)
+def _group_names(groups: frozenset[AccessGroup]) -> tuple[tuple[str, ...], bytes]:
+    """The sorted names of ``groups`` and the ``X-DPP-Access`` value: a handful of combinations exist, and
+    sorting enum values costs ~5 % of an authenticated read."""
+    names = tuple(sorted(g.value for g in groups))
+    return names, ", ".join(names).encode()
 
 
 # Requests carrying these go to the routes: device keys (a database lookup), conditional reads.

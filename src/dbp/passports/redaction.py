@@ -17,7 +17,7 @@ slow path) is redacted. Tests assert both ways give identical bytes for every ac
 from __future__ import annotations
 
 from collections import OrderedDict
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
@@ -91,6 +91,11 @@ def _bits() -> dict[tuple[str, ...], int]:
 
 
 def mask_of(groups: frozenset[AccessGroup]) -> int:
+    return _mask(frozenset(groups))  # frozenset() of a frozenset is the same object: no copy on the hot path
+
+
+@lru_cache(maxsize=64)  # a handful of combinations exist and every authenticated read asks
+def _mask(groups: frozenset[AccessGroup]) -> int:
     mask = 0
     for group in groups:
         mask |= GROUP_BITS[group]
