@@ -98,6 +98,7 @@ class Sentinel:
         self._keys: dict[str, bytes] = {}
         self._verified = tamper.VerifiedSignatures()  # a sweep verifies each signature once per process
         self._lock = threading.Lock()  # one sweep at a time
+        self._flag_lock = threading.Lock()  # flag() vs a sweep publishing its findings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
@@ -119,8 +120,9 @@ class Sentinel:
     def flag(self, dpp_id: str, reason: str) -> None:
         if dpp_id not in self._flags:
             logger.error("integrity check failed for passport %s: %s", dpp_id, reason)
-        self._flags[dpp_id] = reason
-        self._since_sweep[dpp_id] = reason
+        with self._flag_lock:  # against _publish swapping the maps between the two writes
+            self._flags[dpp_id] = reason
+            self._since_sweep[dpp_id] = reason
 
     def clear(self) -> None:
         """Forget every flag (tests; a sweep replaces them anyway)."""
@@ -150,7 +152,8 @@ class Sentinel:
     def sweep(self, *, throttle: bool = False) -> tamper.FullCheck | None:
         """The full check; on completion its findings replace the flags. None if stopped before the end."""
         with self._lock:
-            self._since_sweep = {}
+            with self._flag_lock:
+                self._since_sweep = {}
             budget = self.sweep_budget if throttle else 1.0
             # Throttled batches hold the GIL ~1.5 ms each (64 leaves, 8 versions), so a request arriving meanwhile
             # waits at most that long: larger ones (256 / 32, ~6 ms) showed in the proof benchmark's p99.
@@ -179,9 +182,10 @@ class Sentinel:
                 flags.setdefault(dpp_id, f.text())
         if findings.total:
             logger.error("integrity sweep: %d problem(s); first: %s", findings.total, findings.items[0].text())
-        flags.update(self._since_sweep)
-        self._flags = flags
-        self.repository = repository
+        with self._flag_lock:
+            flags.update(self._since_sweep)
+            self._flags = flags
+            self.repository = repository
 
     def check_new(self, *, limit: int = 2000, since: int | None = None) -> int:
         """Check the versions whose leaves were appended since the last look (or from leaf ``since``); returns how

@@ -451,3 +451,44 @@ def test_a_version_altered_in_the_database_gets_no_credential(client: httpx.Clie
                      {"s": sha256_hex(altered.encode()), "d": dpp})
     r = client.get(f"/api/v1/dpps/{dpp}/credential?version=1")
     assert r.status_code == 500 and "expected a valid EdDSA signature" in r.text, r.text
+
+
+def test_a_trickling_did_host_is_cut_off_at_the_overall_deadline() -> None:
+    """httpx's timeout is per read: a host sending a byte every 0.2 s would hold the resolver for hours without
+    the overall deadline (2 × timeout)."""
+    import socket
+    import threading
+    import time as _time
+
+    from dbp.errors import VerificationError
+    from dbp.integrity.credentials import DidWebResolver
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+                _time.sleep(0.2)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    resolver = DidWebResolver(http_hosts=[f"127.0.0.1:{port}"], timeout=0.5, check_addresses=False)
+    started = _time.monotonic()
+    try:
+        with pytest.raises(VerificationError, match="expected it within 1 s"):
+            resolver(f"did:web:127.0.0.1%3A{port}")
+    finally:
+        stop.set()
+        listener.close()
+    assert _time.monotonic() - started < 5

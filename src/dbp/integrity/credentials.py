@@ -58,6 +58,7 @@ import ipaddress
 import json
 import re
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -224,10 +225,11 @@ class DidWebResolver:
         host = parts.hostname or ""
         if self.check_addresses and host not in self.http_hosts and parts.netloc not in self.http_hosts:
             _public_host(host)
+        deadline = time.monotonic() + 2 * self.timeout  # httpx's timeout is per read: a trickle never ends
         with httpx.Client(timeout=self.timeout, follow_redirects=False, transport=self.transport,
                           headers={"Accept": "application/did+json, application/json"}) as http:
             for _ in range(4):
-                body, status, location = self._get(http, url)
+                body, status, location = self._get(http, url, deadline)
                 if location is None:
                     break
                 target = urlsplit(str(httpx.URL(url).join(location)))
@@ -242,7 +244,7 @@ class DidWebResolver:
         doc = _json_object(body, f"DID document of {did}")
         return doc
 
-    def _get(self, http: httpx.Client, url: str) -> tuple[bytes, int, str | None]:
+    def _get(self, http: httpx.Client, url: str, deadline: float) -> tuple[bytes, int, str | None]:
         try:
             with http.stream("GET", url) as response:
                 if response.status_code in (301, 302, 303, 307, 308):
@@ -254,6 +256,9 @@ class DidWebResolver:
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
                     size += len(chunk)
+                    if time.monotonic() > deadline:
+                        raise VerificationError(f"DID document at {url}: expected it within "
+                                                f"{2 * self.timeout:g} s, got a slower answer")
                     if size > self.max_bytes:
                         raise VerificationError(f"DID document at {url}: expected at most {self.max_bytes} bytes, "
                                                 "got more")

@@ -77,6 +77,8 @@ CHECKPOINT_INTERVAL = 1.0
 ROTATION_OVERLAP_DAYS = 30
 #: Seconds between two looks at which key is active (a rotation in another process is followed within this).
 KEY_CHECK_INTERVAL = 1.0
+#: Seconds between two reloads of the co-signing keys even when the active key did not change.
+COSIGNER_REFRESH = 3600.0
 #: The largest size or index the API accepts (PostgreSQL BIGINT).
 MAX_INDEX = 2**63 - 1
 
@@ -549,6 +551,7 @@ class Checkpointer:
         self._signers: list[Ed25519Signer] | None = None
         self._kid: str | None = None
         self._checked_at = 0.0
+        self._loaded_at = 0.0
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
@@ -566,27 +569,34 @@ class Checkpointer:
                 finally:
                     session.rollback()
             self._checked_at = now
-            if self._signers is None or kid is None or kid != self._kid:
+            if self._signers is None or kid is None or kid != self._kid or now - self._loaded_at > COSIGNER_REFRESH:
                 with transaction(self.factory) as session:
                     load_key(session, secret_key=self.secret_key)  # creates the first key
                     self._signers = cosigners(session, secret_key=self.secret_key, origin=self.origin)
                     self._kid = active_kid(session)
+                    self._loaded_at = now  # re-read hourly: a retired key stops co-signing after the overlap
             return self._signers
 
     def signer(self) -> Ed25519Signer:
         return self.signers()[0]
 
+    def current_signer(self) -> Ed25519Signer | None:
+        """The active key's signer as last loaded, without any database work (for the event loop); None before
+        the first load. ``tick`` refreshes it every second in a worker thread."""
+        signers = self._signers
+        return signers[0] if signers else None
+
     def verifier(self) -> VerifierKey:
         return self.signer().verifier
 
     def tick(self) -> StoredCheckpoint | None:
+        signers = self.signers()  # follows a rotation within a second, off the event loop
         with self.read_factory() as session:
             try:
                 if not needs_checkpoint(session):
                     return None
             finally:
                 session.rollback()
-        signers = self.signers()
         with transaction(self.factory) as session:
             return checkpoint(session, signers=signers, origin=self.origin)
 

@@ -230,10 +230,11 @@ class FastLogReads:
 
     async def _verifier_key(self) -> bytes:
         """``str(checkpointer.verifier().encode())`` as the route sends it; the first call (which may create the
-        key) in a worker thread, later ones only check that the checkpointer still has the same signer."""
+        key) in a worker thread, later ones take the checkpointer's current signer without a query."""
         checkpointer = self.state.checkpointer
         cached = self._verifier
-        signer = checkpointer.signer() if cached is not None else await run_in_threadpool(checkpointer.signer)
+        # never database work on the event loop: the checkpointer refreshes its signer in its own thread
+        signer = checkpointer.current_signer() or await run_in_threadpool(checkpointer.signer)
         if cached is None or cached[0] is not signer:
             cached = (signer, str(signer.verifier.encode()).encode("latin-1"))
             self._verifier = cached

@@ -50,7 +50,7 @@ from dbp.integrity.signing import kid_of, verify_version
 from dbp.passports.models import PassportVersion
 
 #: Rows of access_log one digest leaf covers at most (a larger backlog gets several leaves).
-MAX_DIGEST_ROWS = 100_000
+MAX_DIGEST_ROWS = 10_000  # rows per leaf: a digest holds the log lock (and on PostgreSQL SHARE on access_log)
 VERSION_BATCH = 200
 
 _VERSION_COLUMNS = (PassportVersion.dpp_id, PassportVersion.version, PassportVersion.created_at,
