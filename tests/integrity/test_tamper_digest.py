@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,6 +146,17 @@ def test_postgresql_digest_waits_for_uncommitted_rows(settings: Any, engine: Any
     _add(session_factory, 2)  # a higher id, committed
     t = threading.Thread(target=digest_access_log, args=(session_factory,))
     t.start()
+    # the digester must be blocked on the uncommitted row (LOCK TABLE access_log IN SHARE MODE) before it commits;
+    # without the lock it would digest past the hole and finish at once
+    deadline = time.monotonic() + 15
+    with engine.connect() as watch:
+        while not watch.execute(text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 'access_log' AND l.mode = 'ShareLock' AND NOT l.granted")).scalar():
+            assert t.is_alive(), "the digest finished while a lower id was uncommitted: it did not wait"
+            assert time.monotonic() < deadline, "the digest never waited for the uncommitted row"
+            time.sleep(0.02)
+    assert t.is_alive()
     slow.commit()
     slow.close()
     t.join()
