@@ -51,6 +51,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dbp.access.secrets import DEVELOPMENT_SECRET
 from dbp.integrity import log as integrity_log
 from dbp.integrity.audit import Findings
 from dbp.integrity.models import LogKey, LogLeaf
@@ -80,8 +81,9 @@ class Sentinel:
 
     def __init__(self, factory: sessionmaker[Session], *, read_factory: sessionmaker[Session] | None = None,
                  read_log: Any = None, digest_interval: float = 60.0, check_interval: float = 1.0,
-                 sweep_budget: float = 0.02, sweep_pause: float = 60.0) -> None:
+                 sweep_budget: float = 0.02, sweep_pause: float = 60.0, secret_key: str | None = None) -> None:
         self.factory = factory
+        self.secret_key = secret_key  # sweeps refuse log keys this repository did not make
         self.read_factory = read_factory or factory
         self.read_log = read_log
         self.digest_interval = digest_interval
@@ -158,7 +160,8 @@ class Sentinel:
             # Throttled batches hold the GIL ~1.5 ms each (64 leaves, 8 versions), so a request arriving meanwhile
             # waits at most that long: larger ones (256 / 32, ~6 ms) showed in the proof benchmark's p99.
             check = tamper.FullCheck(check_extra=False, log_batch=64 if throttle else 2048,
-                                     version_batch=8 if throttle else 200, verified=self._verified)
+                                     version_batch=8 if throttle else 200, verified=self._verified,
+                                     secret_key=self.secret_key)
             started = time.monotonic()
             for _ in check.steps(self._scope):
                 if self._stop.is_set() and throttle:
@@ -371,7 +374,8 @@ def install(app: FastAPI) -> Sentinel:
     settings = app.state.settings
     sentinel = Sentinel(app.state.sessionmaker, read_factory=app.state.read_sessionmaker,
                         read_log=app.state.read_log, digest_interval=settings.access_digest_interval,
-                        sweep_budget=settings.integrity_sweep_budget, sweep_pause=settings.integrity_sweep_pause)
+                        sweep_budget=settings.integrity_sweep_budget, sweep_pause=settings.integrity_sweep_pause,
+                        secret_key=settings.secret_key or DEVELOPMENT_SECRET)
     app.state.sentinel = sentinel
     app.add_middleware(IntegrityFlags, state=app.state)
     views._env().globals["integrity_problem"] = current_problem

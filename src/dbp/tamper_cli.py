@@ -42,6 +42,7 @@ def verify(
     the state frontier, the latest checkpoint's root and signature (with the repository keys); every passport
     version's hashes, signature and leaf (exactly one each); every access-log digest against the entries it
     covers. Each problem is a numbered finding naming the first bad entry."""
+    from dbp.access.secrets import DEVELOPMENT_SECRET
     from dbp.db import make_engine, make_sessionmaker
     from dbp.passports.tamper import FullCheck
 
@@ -52,7 +53,7 @@ def verify(
         raise typer.Exit(EXIT_ERROR) from None
     engine = make_engine(settings.database_url, read_only=True)
     factory = make_sessionmaker(engine)
-    check = FullCheck()
+    check = FullCheck(secret_key=settings.secret_key or DEVELOPMENT_SECRET)
     try:
         with factory() as session:
             if engine.dialect.name == "postgresql":  # one snapshot for the whole check

@@ -127,7 +127,7 @@ def test_a_retired_key_cannot_vouch_for_a_version_after_its_retirement(
     old_kid = signing.kid_of(genuine["signature"])
     _rotate(monkeypatch, settings)
     with session_factory() as s:
-        old_key = log._decrypt(s.get(LogKey, old_kid), DEVELOPMENT_SECRET)
+        old_key = log.decrypt_key(s.get(LogKey, old_kid), DEVELOPMENT_SECRET)
     forged = dict(genuine)
     at = "2099-01-01T00:00:00.000000Z"
     leaf = log.Leaf(genuine["dppId"], 7, genuine["leaf"]["sha256"], at, kid=old_kid,

@@ -270,3 +270,26 @@ def test_a_sweep_clears_repaired_rows(repo: Repo, public: httpx.Client) -> None:
     repo.sentinel.sweep()
     assert HEADER not in public.get(f"/api/v1/dpps/{repo.ids[0]}").headers
     assert repo.verify()[0] == 0
+
+
+def test_a_key_inserted_into_log_keys_by_hand_is_refused(repo: Repo, public: httpx.Client) -> None:
+    """Someone with database access but without DBP_SECRET_KEY adds a key of their own (to re-sign what they alter
+    with it): it is not one this repository made — its private half does not decrypt with the secret — so the
+    re-check names it and every read says the repository is compromised."""
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+    forged = Ed25519PrivateKey.generate()
+    private = forged.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    repo.sql("INSERT INTO log_keys (kid, public_key, private_encrypted, created_at, retired_at) "
+             "VALUES ('lk-forged', :pub, :enc, '2000-01-01T00:00:00.000000Z', '2000-01-02T00:00:00.000000Z')",
+             pub=forged.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw),
+             enc=Fernet(Fernet.generate_key()).encrypt(private).decode())
+    try:
+        code, out = repo.verify()
+        assert code == 3 and out.startswith("1. key lk-forged: expected a key this repository made"), out
+        repo.sentinel.sweep()
+        assert public.get(f"/api/v1/dpps/{repo.ids[0]}").headers[HEADER].startswith('failed; scope="repository"')
+    finally:
+        repo.sql("DELETE FROM log_keys WHERE kid = 'lk-forged'")

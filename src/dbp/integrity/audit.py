@@ -124,8 +124,11 @@ class LogAudit:
     ``findings``; ``size`` is the log size checked, ``checked`` the leaves done so far."""
 
     def __init__(self, *, origin: str | None = None, batch: int = BATCH, check_extra: bool = True,
-                 findings: Findings | None = None) -> None:
+                 findings: Findings | None = None, secret_key: str | None = None) -> None:
         self.origin = origin
+        # with the repository's secret, every key in log_keys must be one dbp made (its private half decrypts
+        # with the secret to its public half): a key inserted by someone with only database access is refused
+        self.secret_key = secret_key
         self.batch = batch
         self.check_extra = check_extra
         self.findings = findings if findings is not None else Findings()
@@ -148,7 +151,7 @@ class LogAudit:
         with scope() as s:
             state = s.execute(select(LogState.size, LogState.frontier).where(LogState.id == STATE_ID)).first()
             latest = log.latest_checkpoint(s)
-            self.keys = {k: bytes(p) for k, p in s.execute(select(LogKey.kid, LogKey.public_key)).all()}
+            self.keys = self._authentic_keys(s)
             stored_max = s.scalar(select(func.max(LogLeaf.leaf_index)))
         self.size = int(state[0]) if state is not None else 0
         frontier_blob = bytes(state[1]) if state is not None else b""
@@ -180,6 +183,22 @@ class LogAudit:
             if latest is not None:
                 self._checkpoint(latest)
         yield self.checked
+
+    def _authentic_keys(self, session: Session) -> dict[str, bytes]:
+        """kid -> public key of every key in ``log_keys``; with ``secret_key``, only those whose private half
+        decrypts to them (the others are findings, and nothing they signed verifies)."""
+        rows = session.scalars(select(LogKey).order_by(LogKey.created_at, LogKey.kid)).all()
+        keys: dict[str, bytes] = {}
+        for row in rows:
+            if self.secret_key is not None:
+                try:
+                    log.decrypt_key(row, self.secret_key)
+                except VerificationError as exc:
+                    self._add(f"key {row.kid}", f"expected a key this repository made, got one that fails: {exc}",
+                              None)
+                    continue
+            keys[row.kid] = bytes(row.public_key)
+        return keys
 
     def _leaf(self, session: Session, index: int, row: Any) -> bytes:
         if row is None:

@@ -487,7 +487,7 @@ def load_key(session: Session, *, secret_key: str) -> tuple[LogKey, Ed25519Priva
             created = True
             row = _active_key(session)
     assert row is not None
-    return row, _decrypt(row, secret_key), created
+    return row, decrypt_key(row, secret_key), created
 
 
 def load_signer(session: Session, *, secret_key: str, origin: str) -> Ed25519Signer:
@@ -512,7 +512,9 @@ def rotate_key(session: Session, *, secret_key: str) -> str:
     return create_key(session, secret_key=secret_key)
 
 
-def _decrypt(row: LogKey, secret_key: str) -> Ed25519PrivateKey:
+def decrypt_key(row: LogKey, secret_key: str) -> Ed25519PrivateKey:
+    """The private key of ``row``; ``VerificationError`` if it does not decrypt with ``secret_key`` or is not the
+    private half of the row's public key (a key written into ``log_keys`` by anything but dbp)."""
     try:
         key = Ed25519PrivateKey.from_private_bytes(_fernet(secret_key).decrypt(row.private_encrypted.encode()))
     except (InvalidToken, ValueError):
@@ -530,7 +532,7 @@ def cosigners(session: Session, *, secret_key: str, origin: str, overlap_days: i
     since = timestamp(datetime.now(UTC) - timedelta(days=overlap_days))
     rows = session.scalars(select(LogKey).where(or_(LogKey.retired_at.is_(None), LogKey.retired_at > since))
                            .order_by(LogKey.retired_at.is_(None).desc(), LogKey.created_at.desc())).all()
-    return [Ed25519Signer(origin, _decrypt(row, secret_key)) for row in rows]
+    return [Ed25519Signer(origin, decrypt_key(row, secret_key)) for row in rows]
 
 
 class Checkpointer:

@@ -273,6 +273,7 @@ class FullCheck:
     log_batch: int = 2048
     version_batch: int = VERSION_BATCH
     verified: VerifiedSignatures | None = None
+    secret_key: str | None = None  # to check that every log key is one this repository made (LogAudit)
     findings: Findings = field(default_factory=Findings)
     log_size: int = 0
     versions: int = 0
@@ -281,7 +282,7 @@ class FullCheck:
 
     def steps(self, scope: SessionScope) -> Iterator[tuple[str, int]]:
         audit = LogAudit(origin=self.origin, batch=self.log_batch, check_extra=self.check_extra,
-                         findings=self.findings)
+                         findings=self.findings, secret_key=self.secret_key)
         for done in audit.steps(scope):
             self.log_size = audit.size
             yield "log", done
