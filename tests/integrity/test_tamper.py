@@ -291,5 +291,10 @@ def test_a_key_inserted_into_log_keys_by_hand_is_refused(repo: Repo, public: htt
         assert code == 3 and out.startswith("1. key lk-forged: expected a key this repository made"), out
         repo.sentinel.sweep()
         assert public.get(f"/api/v1/dpps/{repo.ids[0]}").headers[HEADER].startswith('failed; scope="repository"')
+        # ... and it is never published as one of the repository's keys
+        for url in ("/.well-known/jwks.json", "/api/v1/log/keys", "/.well-known/did.json"):
+            r = public.get(url)
+            assert r.status_code == 200 and "lk-forged" not in r.text and len(r.json()) > 0, url
+        assert '"kid":"lk-' in public.get("/.well-known/jwks.json").text  # the genuine ones still are
     finally:
         repo.sql("DELETE FROM log_keys WHERE kid = 'lk-forged'")

@@ -187,10 +187,10 @@ def parse_bundle(data: bytes | str | dict[str, Any]) -> Bundle:
 # --- building ---------------------------------------------------------------------------------------------------
 
 
-def key_periods(session: Session) -> tuple[KeyPeriod, ...]:
+def key_periods(session: Session, *, secret_key: str | None = None) -> tuple[KeyPeriod, ...]:
     """Every repository key with the period it signed in, oldest first."""
     return tuple(KeyPeriod(row.kid, bytes(row.public_key), row.created_at, row.retired_at)
-                 for row in signing.public_keys(session))
+                 for row in signing.public_keys(session, secret_key=secret_key))
 
 
 def gather(session: Session, *, dpp_id: str, version: int, view: str, document: bytes, signature: str | None,

@@ -119,7 +119,13 @@ def get_leaves(session: ReadSessionDep, start: Size, end: Size) -> Response:
 @router.get("/keys", summary="The repository's keys with the period each signed in (current and retired)")
 def get_keys(request: Request, session: ReadSessionDep) -> Response:
     _published(request)
-    return json_response({"keys": [k.as_json() for k in evidence.key_periods(session)]}, headers=NO_CACHE)
+    keys = evidence.key_periods(session, secret_key=_secret(request))
+    return json_response({"keys": [k.as_json() for k in keys]}, headers=NO_CACHE)
+
+
+def _secret(request: Request) -> str:
+    """The repository's secret: only keys it made are published (``signing.authentic``)."""
+    return str(request.app.state.checkpointer.secret_key)
 
 
 def _published(request: Request) -> None:
@@ -129,11 +135,11 @@ def _published(request: Request) -> None:
 @well_known.get("/jwks.json", summary="The repository's public keys as a JWK Set (current and retired)")
 def get_jwks(request: Request, session: ReadSessionDep) -> Response:
     _published(request)
-    return json_response(signing.jwks(session), headers=NO_CACHE)
+    return json_response(signing.jwks(session, secret_key=_secret(request)), headers=NO_CACHE)
 
 
 @well_known.get("/did.json", summary="The repository's did:web DID document (its keys, JsonWebKey2020)")
 def get_did(request: Request, session: ReadSessionDep) -> Response:
     _published(request)
-    doc = signing.did_document(session, base_url=request.app.state.settings.base_url)
+    doc = signing.did_document(session, base_url=request.app.state.settings.base_url, secret_key=_secret(request))
     return json_response(doc, headers=NO_CACHE)

@@ -176,9 +176,30 @@ def verify_version(jws: str, canonical: bytes, keys: dict[str, bytes]) -> str:
     return str(kid)
 
 
-def public_keys(session: Session) -> list[LogKey]:
-    """Every repository key, current and retired, oldest first."""
-    return list(session.scalars(select(LogKey).order_by(LogKey.created_at, LogKey.kid)))
+def public_keys(session: Session, *, secret_key: str | None = None) -> list[LogKey]:
+    """Every repository key, current and retired, oldest first; with ``secret_key`` only those this repository
+    made (``authentic``): a key written into ``log_keys`` with database access alone is never published."""
+    rows = list(session.scalars(select(LogKey).order_by(LogKey.created_at, LogKey.kid)))
+    return rows if secret_key is None else [row for row in rows if authentic(row, secret_key)]
+
+
+_authentic: dict[tuple[str, bytes, str, str], bool] = {}  # Fernet decryption is ~50 µs: once per key and secret
+
+
+def authentic(row: LogKey, secret_key: str) -> bool:
+    """Does ``row``'s private half decrypt with ``secret_key`` to its public half?"""
+    key = (row.kid, bytes(row.public_key), row.private_encrypted, secret_key)
+    known = _authentic.get(key)
+    if known is None:
+        try:
+            log.decrypt_key(row, secret_key)
+            known = True
+        except VerificationError:
+            known = False
+        if len(_authentic) > 1000:
+            _authentic.clear()
+        _authentic[key] = known
+    return known
 
 
 def jwk(row: LogKey) -> dict[str, Any]:
@@ -187,9 +208,9 @@ def jwk(row: LogKey) -> dict[str, Any]:
             "use": "sig"}
 
 
-def jwks(session: Session) -> dict[str, Any]:
+def jwks(session: Session, *, secret_key: str | None = None) -> dict[str, Any]:
     """RFC 7517 §5 JWK Set of every key; retired ones stay for verifying what they signed."""
-    return {"keys": [jwk(row) for row in public_keys(session)]}
+    return {"keys": [jwk(row) for row in public_keys(session, secret_key=secret_key)]}
 
 
 def did_of(base_url: str) -> str:
@@ -197,11 +218,11 @@ def did_of(base_url: str) -> str:
     return "did:web:" + quote(urlsplit(base_url).netloc, safe="")
 
 
-def did_document(session: Session, *, base_url: str) -> dict[str, Any]:
+def did_document(session: Session, *, base_url: str, secret_key: str | None = None) -> dict[str, Any]:
     """The did:web DID document: every key as a JsonWebKey2020 verification method; the active ones (not
     retired) are also its assertion methods."""
     did = did_of(base_url)
-    rows = public_keys(session)
+    rows = public_keys(session, secret_key=secret_key)
     methods = [{"id": f"{did}#{row.kid}", "type": "JsonWebKey2020", "controller": did, "publicKeyJwk": jwk(row)}
                for row in rows]
     active = [f"{did}#{row.kid}" for row in rows if row.retired_at is None]

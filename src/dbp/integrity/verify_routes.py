@@ -85,7 +85,7 @@ async def verify(request: Request) -> Response:
     ours = isinstance(bundle_data, dict) and bundle_data.get("origin") == origin
 
     def trust(session: Session) -> Trusted:
-        own = evidence.key_periods(session) if ours else ()
+        own = evidence.key_periods(session, secret_key=request.app.state.checkpointer.secret_key) if ours else ()
         keys = {k.kid: k.public_key for k in own} if ours else None
         periods = {k.kid: (k.created_at, k.retired_at) for k in own} if ours else None
         found = proof
