@@ -181,6 +181,9 @@ def demo(
     _url(f"  search (recall query):  {base}/api/v1/dpps?category=ev&limit=10")
     if sample.successor_id:
         _url(f"  second-life passport:   {base}/api/v1/dpps/{sample.successor_id}")
+    _url(f"  transparency log:       {base}/api/v1/log/checkpoint")
+    _url(f"  evidence bundle:        {base}/api/v1/dpps/{sample.dpp_id}/evidence")
+    _url(f"  verify it (2nd shell):  .venv/bin/dbp verify {base}/api/v1/dpps/{sample.dpp_id}")
     creds_file = Path("var") / "demo-credentials.json"
     creds_file.parent.mkdir(parents=True, exist_ok=True)
     creds_file.write_bytes(orjson.dumps(sample.credentials, option=orjson.OPT_INDENT_2))

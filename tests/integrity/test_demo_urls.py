@@ -1,0 +1,44 @@
+"""``dbp demo`` prints where to find the log, a passport's evidence bundle and how to verify it, and those URLs
+answer on a real server (the newcomer's path through issue 4)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from dbp.app import create_app
+from dbp.cli import app as cli
+from dbp.config import Settings
+
+
+def test_demo_prints_working_integrity_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import ServerThread
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DBP_DATABASE_URL", url)
+    monkeypatch.setenv("DBP_PORT", str(port))
+    result = CliRunner().invoke(cli, ["demo", "--count", "3", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    evidence = re.search(r"evidence bundle:\s+(\S+)", result.output)
+    verify = re.search(r"verify it \(2nd shell\):\s+\.venv/bin/dbp verify (\S+)", result.output)
+    checkpoint = re.search(r"transparency log:\s+(\S+)", result.output)
+    assert evidence and verify and checkpoint, result.output
+    with ServerThread(create_app(Settings(database_url=url, environment="test", port=port)), port):
+        deadline = time.monotonic() + 15
+        while (r := httpx.get(evidence.group(1))).status_code != 200:  # once a checkpoint covers it (1 s)
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.1)
+        assert r.json()["view"] == "public" and r.json()["format"] == "dbp.evidence/1"
+        assert httpx.get(checkpoint.group(1)).status_code == 200
+        checked = CliRunner().invoke(cli, ["verify", verify.group(1)])
+        assert checked.exit_code == 0, checked.output
