@@ -8,7 +8,7 @@ returns the groups it may read plus a reason a person can understand. Deny by de
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -30,6 +30,10 @@ class Policy:
     """Role → purpose → access groups (beyond public)."""
 
     rules: dict[Role, dict[str, frozenset[AccessGroup]]]
+    # (role, purpose, grant groups) -> decision for callers the passport's operator did not authorise: decide_read
+    # is pure given the policy, and every authenticated read asks (bounded: purposes come from requests)
+    decisions: dict[tuple[Role | None, str | None, frozenset[AccessGroup]], ReadDecision] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def groups_for(self, role: Role | None, purpose: str | None) -> frozenset[AccessGroup]:
         if role is None:
@@ -98,6 +102,20 @@ def decide_read(
         return ReadDecision(EVERYTHING, "responsible economic operator")
     if passport_operator_id is not None and passport_operator_id in authorised_for:
         return ReadDecision(EVERYTHING, "authorised in writing by the responsible operator")
+    key = (principal.role, principal.purpose, grant_groups)
+    cached = policy.decisions.get(key)
+    if cached is None:
+        cached = _by_policy(principal, grant_groups, policy)
+        if len(policy.decisions) < MAX_CACHED_DECISIONS:
+            policy.decisions[key] = cached
+    return cached
+
+
+MAX_CACHED_DECISIONS = 4096
+
+
+def _by_policy(principal: Principal, grant_groups: frozenset[AccessGroup], policy: Policy) -> ReadDecision:
+    """What the policy and the caller's grants allow (the operator did not authorise the caller)."""
     by_policy = policy.groups_for(principal.role, principal.purpose)
     groups = PUBLIC | by_policy | grant_groups
     if groups == PUBLIC:

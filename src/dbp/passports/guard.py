@@ -4,7 +4,6 @@ and the access-log record of each (reads: durable batch before answering; writes
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -131,7 +130,8 @@ async def view_on(state: Any, principal: Principal, v: StoredVersion) -> tuple[S
     decision = await decide_on(state, principal, v.operator_id, v.dpp_id)
     if not decision.everything:
         body, sha = state.views.get(v.dpp_id, v.version, decision.groups, v.body, v.view_index)
-        v = replace(v, body=body, sha256=sha, view_index=None, signature=None)  # a view is not the signed bytes
+        # a view is not the signed bytes: no index, no signature (built directly: dataclasses.replace costs ~4 µs)
+        v = StoredVersion(v.dpp_id, v.version, v.created_at, sha, body, v.operator_id, None, None, v.public_sha256)
     return v, decision
 
 
