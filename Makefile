@@ -24,6 +24,7 @@ serve: $(STAMP)
 ## test: set up (incl. Debian chromium for the browser tests) and run the whole suite
 test: $(STAMP)
 	scripts/ensure-chromium
+	scripts/ensure-zbar
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

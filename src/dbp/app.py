@@ -152,6 +152,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(integrity_routes.well_known)
     app.include_router(evidence_routes.router)
     app.include_router(verify_routes.router)
+    from dbp.carrier import routes as carrier_routes  # the QR data carrier
+    app.include_router(carrier_routes.router)
     from dbp.passports import credentials as credential_routes  # VCs and supplier attestations
     app.include_router(credential_routes.router)
     from dbp.sentinel import install as install_sentinel  # tamper flags on reads, access-log digests

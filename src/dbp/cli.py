@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dbp.access.cli import register as register_access_commands
+from dbp.carrier.cli import register as register_qr_command
 from dbp.config import Settings
 from dbp.integrity.verify_cli import register as register_verify_command
 from dbp.integrity.witness_cli import register as register_witness_commands
@@ -29,6 +30,7 @@ register_access_commands(app)
 register_witness_commands(app)
 register_tamper_commands(app)
 register_verify_command(app)
+register_qr_command(app)
 err = Console(stderr=True)
 out = Console()
 
