@@ -211,3 +211,15 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """``r`` is the EN 18222 error object with ``status`` and ``statusCode`` ``code``, and leaks no traceback."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = r.json()
+    assert body["statusCode"] == code
+    msg = body["message"][0]
+    assert msg["messageType"] == "Error" and msg["text"] and msg["correlationId"] and msg["timestamp"]
+    assert "Traceback" not in r.text
+    return body

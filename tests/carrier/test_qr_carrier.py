@@ -14,6 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from conftest import assert_error
 from dbp.carrier import qr
 from dbp.cli import app as cli
 from dbp.config import Settings
@@ -34,17 +35,6 @@ def decode(data: bytes, tmp_path: Path, name: str = "code.png") -> str:
     text = done.stdout.decode("utf-8")
     assert text.endswith("\n")
     return text[:-1]
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert body["statusCode"] == code
-    msg = body["message"][0]
-    assert msg["messageType"] == "Error" and msg["text"] and msg["correlationId"]
-    assert "Traceback" not in r.text
-    return body
 
 
 def create(client: httpx.Client, doc: dict[str, Any]) -> str:

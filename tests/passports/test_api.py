@@ -11,6 +11,7 @@ import orjson
 import pytest
 import rfc8785
 
+from conftest import assert_error
 from dbp.integrity.canonical import sha256_hex
 
 
@@ -18,17 +19,6 @@ def create(client: httpx.Client, doc: dict[str, Any]) -> httpx.Response:
     r = client.post("/api/v1/dpps", json=doc)
     assert r.status_code == 201, r.text
     return r
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert body["statusCode"] == code
-    msg = body["message"][0]
-    assert msg["messageType"] == "Error" and msg["text"] and msg["correlationId"] and msg["timestamp"]
-    assert "Traceback" not in r.text
-    return body
 
 
 def test_create_read_roundtrip(client: httpx.Client, passport: dict[str, Any]) -> None:
