@@ -183,6 +183,7 @@ def demo(
     _url(f"  search (recall query):  {base}/api/v1/dpps?category=ev&limit=10")
     if sample.successor_id:
         _url(f"  second-life passport:   {base}/api/v1/dpps/{sample.successor_id}")
+    _url(f"  its QR code (PNG):      {base}/api/v1/dpps/{sample.dpp_id}/qr?format=png&scale=8")
     _url(f"  transparency log:       {base}/api/v1/log/checkpoint")
     _url(f"  evidence bundle:        {base}/api/v1/dpps/{sample.dpp_id}/evidence")
     _url(f"  verify it (2nd shell):  .venv/bin/dbp verify {base}/api/v1/dpps/{sample.dpp_id}")

@@ -32,6 +32,8 @@ def test_demo_prints_working_integrity_urls(tmp_path: Path, monkeypatch: pytest.
     evidence = re.search(r"evidence bundle:\s+(\S+)", result.output)
     verify = re.search(r"verify it \(2nd shell\):\s+\.venv/bin/dbp verify (\S+)", result.output)
     checkpoint = re.search(r"transparency log:\s+(\S+)", result.output)
+    qr = re.search(r"its QR code \(PNG\):\s+(\S+)", result.output)
+    assert qr, result.output
     assert evidence and verify and checkpoint, result.output
     with ServerThread(create_app(Settings(database_url=url, environment="test", port=port)), port):
         deadline = time.monotonic() + 15
@@ -40,5 +42,7 @@ def test_demo_prints_working_integrity_urls(tmp_path: Path, monkeypatch: pytest.
             time.sleep(0.1)
         assert r.json()["view"] == "public" and r.json()["format"] == "dbp.evidence/1"
         assert httpx.get(checkpoint.group(1)).status_code == 200
+        image = httpx.get(qr.group(1))
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
         checked = CliRunner().invoke(cli, ["verify", verify.group(1)])
         assert checked.exit_code == 0, checked.output
