@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 import orjson
@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dbp.access.cli import register as register_access_commands
 from dbp.carrier.cli import register as register_qr_command
+from dbp.cli_settings import settings_or_exit
 from dbp.config import Settings
 from dbp.integrity.verify_cli import register as register_verify_command
 from dbp.integrity.witness_cli import register as register_witness_commands
@@ -40,13 +41,7 @@ DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy UR
 
 
 def _settings(host: str | None = None, port: int | None = None, database_url: str | None = None) -> Settings:
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items()
-                                 if v is not None}
-    try:
-        return Settings(**overrides)
-    except ValueError as exc:
-        err.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
+    return settings_or_exit(exit_code=2, host=host, port=port, database_url=database_url)
 
 
 def _upgrade(settings: Settings) -> None:

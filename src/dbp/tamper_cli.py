@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dbp.config import Settings
+from dbp.cli_settings import settings_or_exit
 from dbp.errors import DbpError
 
 EXIT_OK, EXIT_ERROR, EXIT_TAMPERED = 0, 1, 3
@@ -46,11 +46,7 @@ def verify(
     from dbp.db import make_engine, make_sessionmaker
     from dbp.passports.tamper import FullCheck
 
-    try:
-        settings = Settings(database_url=database_url) if database_url else Settings()
-    except ValueError as exc:
-        err.print(f"[red]invalid configuration:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_ERROR) from None
+    settings = settings_or_exit(exit_code=EXIT_ERROR, database_url=database_url)
     engine = make_engine(settings.database_url, read_only=True)
     factory = make_sessionmaker(engine)
     check = FullCheck(secret_key=settings.secret_key or DEVELOPMENT_SECRET)

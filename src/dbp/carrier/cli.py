@@ -16,7 +16,7 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from dbp.carrier import qr
-from dbp.config import Settings
+from dbp.cli_settings import settings_or_exit
 from dbp.errors import DbpError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -54,11 +54,7 @@ def register(app: typer.Typer) -> None:
         from dbp.db import make_engine, make_sessionmaker
 
         opts = qr.QrOptions(format=_format_of(fmt, output), scale=scale, ecc=ecc, border=border)
-        try:
-            settings = Settings(database_url=database_url) if database_url else Settings()
-        except ValueError as exc:
-            err.print(f"[red]invalid configuration:[/red] {escape(str(exc))}")
-            raise typer.Exit(EXIT_USAGE) from None
+        settings = settings_or_exit(exit_code=EXIT_USAGE, database_url=database_url)
         engine = make_engine(settings.database_url, read_only=True)
         try:
             with make_sessionmaker(engine)() as session:
