@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default=f"sqlite:///{DEFAULT_SQLITE_PATH}",
         description="SQLAlchemy URL; sqlite:///path or postgresql://user@host:port/db",
+        # the two databases dbp supports: anything else is refused here, with the other settings, not later
+        # with a driver-loading traceback
+        pattern=r"^(sqlite|postgresql)(\+[a-z0-9_]+)?://",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
