@@ -128,7 +128,7 @@ def test_a_urn_identifier_is_carried_as_the_passport_states_it(client: httpx.Cli
 def test_an_identifier_beyond_the_capacity_of_the_level_is_a_clear_400(client: httpx.Client, public: httpx.Client,
                                                                        passport: dict[str, Any],
                                                                        tmp_path: Path) -> None:
-    long_id = "https://id.example.com/01/09506000134352/21/" + "A" * 1900  # 1944 bytes: > H (1273), < L (2953)
+    long_id = "urn:example:battery:" + "A" * 1900  # 1920 bytes: > H (1273), < L (2953); links are capped lower
     passport["uniqueProductIdentifier"] = long_id
     dpp_id = create(client, passport)
     body = assert_error(public.get(f"/api/v1/dpps/{dpp_id}/qr", params={"ecc": "H"}), 400, "ClientErrorBadRequest")

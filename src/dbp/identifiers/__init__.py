@@ -20,6 +20,14 @@ from dbp.identifiers.gs1 import PRIMARY_KEYS, Gs1Identifier, parse_digital_link,
 from dbp.identifiers.iec61406 import IdentificationLink, parse_identification_link
 from dbp.identifiers.iso15459 import PREFIX as ISO15459_PREFIX
 from dbp.identifiers.iso15459 import Iso15459Id, parse_iso15459
+from dbp.identifiers.parties import (
+    PartyIdentifier,
+    PartyScheme,
+    parse_facility_identifier,
+    parse_operator_identifier,
+    recognise_facility_identifier,
+    recognise_operator_identifier,
+)
 
 __all__ = [
     "Gs1Identifier",
@@ -27,8 +35,15 @@ __all__ = [
     "Identifier",
     "IdentifierError",
     "Iso15459Id",
+    "PartyIdentifier",
+    "PartyScheme",
     "Scheme",
+    "parse_facility_identifier",
     "parse_identifier",
+    "parse_operator_identifier",
+    "product_key",
+    "recognise_facility_identifier",
+    "recognise_operator_identifier",
 ]
 
 # A link on GS1's own resolver is GS1 even when it does not parse, so that a compressed or broken
@@ -84,3 +99,14 @@ def parse_identifier(text: str) -> Identifier:
         "expected a GS1 Digital Link or element string, an https identification link or"
         f" iso15459:IAC:company:serial, got {shown(text)}",
     )
+
+
+def product_key(text: str) -> str:
+    """The uniqueness key of a passport's ``uniqueProductIdentifier``: ``parse_identifier(text).key()``, so
+    that one battery written two ways (another GS1 domain, GTIN-13 vs GTIN-14, an element string,
+    percent-encoding) is one key; a URN (``urn:epc:id:sgtin:…``, which the passport model admits and no
+    parser here reads) is its own key, with the URN scheme's case-insensitive ``urn:`` prefix folded.
+    Raises ``IdentifierError`` (a 400) with the broken rule for anything else that does not parse."""
+    if text[:4].lower() == "urn:":
+        return "urn:" + text[4:]
+    return parse_identifier(text).key()

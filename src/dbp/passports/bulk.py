@@ -221,7 +221,7 @@ Link = tuple[str, str]  # (field, dppId): a predecessor or successor passport a 
 class Prepared:
     """A record made ready for storage: everything but the database work, done in a worker."""
 
-    product_id: str
+    product_id: str  # its key (dbp.identifiers.product_key): two spellings of one battery are one product
     dpp_id: str
     rendered: service.Rendered
     columns: dict[str, Any]
@@ -261,7 +261,7 @@ def prepare(raw: bytes | None, at: str) -> Prepared | Rejected:
         rendered = service._finalise(doc, dpp_id=dpp_id, at=at)
     except DbpError as exc:
         return Rejected(exc.message, exc.details)
-    return Prepared(doc.uniqueProductIdentifier, dpp_id, rendered, service._columns(doc), at,
+    return Prepared(service.key_of_product(doc.uniqueProductIdentifier), dpp_id, rendered, service._columns(doc), at,
                     hashlib.sha256(raw).digest(), links, refusal)
 
 
@@ -331,8 +331,8 @@ def _store(session: Session, items: list[Item], *, promised: frozenset[str] = fr
     """Insert new products in bulk; known products become a new version or are skipped."""
     tally = _Tally()
     logged: list[integrity_log.Leaf] = []  # appended to the transparency log last, in one call
-    existing = dict(session.execute(select(Passport.product_id, Passport.dpp_id).where(
-        Passport.product_id.in_([p.product_id for _, p in items]))).all())
+    existing = dict(session.execute(select(Passport.product_key, Passport.dpp_id).where(
+        Passport.product_key.in_([p.product_id for _, p in items]))).all())
     new: list[Item] = []
     seen: set[str] = set()
     for rec, p in items:

@@ -19,6 +19,9 @@ class Passport(Base):
 
     dpp_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     product_id: Mapped[str] = mapped_column(String(2048), unique=True)
+    # dbp.identifiers.product_key of product_id: one battery written two ways (another GS1 domain, an element
+    # string, GTIN-13) is one key, so it cannot get two passports; lookups by product identifier use it
+    product_key: Mapped[str | None] = mapped_column(String(2100), unique=True, index=True)
     current_version: Mapped[int] = mapped_column(Integer)
     dpp_status: Mapped[str] = mapped_column(String(16), index=True)
     battery_status: Mapped[str | None] = mapped_column(String(16), index=True)

@@ -22,6 +22,7 @@ from dbp.access.principal import ANONYMOUS
 from dbp.audit.service import AccessRecord, Action
 from dbp.db import sqlite_file
 from dbp.http import accepted_representation, client_correlation_id, new_correlation_id
+from dbp.identifiers import product_key
 from dbp.passports import guard
 from dbp.passports.attributes import AccessGroup
 from dbp.passports.service import StoredVersion
@@ -43,8 +44,8 @@ def _sql(key: str, *, public: bool, sqlite: bool) -> str:
 
 
 # (key column, public view?) -> statement, for SQLite (?) and SQLAlchemy (:p): built once, not per read
-_QMARK = {(k, pub): _sql(k, public=pub, sqlite=True) for k in ("dpp_id", "product_id") for pub in (True, False)}
-_NAMED = {(k, pub): _sql(k, public=pub, sqlite=False) for k in ("dpp_id", "product_id") for pub in (True, False)}
+_QMARK = {(k, pub): _sql(k, public=pub, sqlite=True) for k in ("dpp_id", "product_key") for pub in (True, False)}
+_NAMED = {(k, pub): _sql(k, public=pub, sqlite=False) for k in ("dpp_id", "product_key") for pub in (True, False)}
 
 
 class CurrentVersionReader:
@@ -69,7 +70,9 @@ class CurrentVersionReader:
         return await self._one("dpp_id", dpp_id, public)
 
     async def by_product_id(self, product_id: str, *, public: bool = False) -> StoredVersion | None:
-        return await self._one("product_id", product_id, public)
+        """The current version of the product's passport, the product written in any form of its scheme
+        (``dbp.identifiers.product_key``); raises ``IdentifierError`` (a 400) for a malformed identifier."""
+        return await self._one("product_key", product_key(product_id), public)
 
     async def _one(self, key: str, value: str, public: bool) -> StoredVersion | None:
         if self._sqlite is not None:

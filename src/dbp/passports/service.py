@@ -30,6 +30,7 @@ from dbp.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
+from dbp.identifiers import IdentifierError, product_key
 from dbp.integrity import log as integrity_log
 from dbp.integrity.canonical import canonical_bytes, sha256_hex
 from dbp.integrity.signing import kid_of, sign_version
@@ -114,12 +115,22 @@ class Rendered:
 
 
 # ------------------------------------------------------------------------------------ writing
+def key_of_product(product_id: str) -> str:
+    """``identifiers.product_key`` of a passport's product identifier; a refusal is a 400 naming the rule."""
+    try:
+        return product_key(product_id)
+    except IdentifierError as exc:
+        raise ValidationFailed("the unique product identifier is malformed", details=[FieldError(
+            "$.uniqueProductIdentifier", exc.rule, exc.details[0].message)]) from exc
+
+
 def _columns(doc: BatteryPassport) -> dict[str, Any]:
     gp = doc.generalProductInformation
     mc = doc.materialComposition
     made = gp.manufacturingDate if gp else None
     return {
         "product_id": doc.uniqueProductIdentifier,
+        "product_key": key_of_product(doc.uniqueProductIdentifier),
         "dpp_status": (doc.dppStatus or DppStatus.draft).value,
         "battery_status": gp.batteryStatus.value if gp and gp.batteryStatus else None,
         "category": gp.batteryCategory.value if gp and gp.batteryCategory else None,
@@ -177,8 +188,12 @@ def insert_new(
     rendered = _finalise(doc, dpp_id=dpp_id, at=at)
     if session.get(Passport, dpp_id) is not None:
         raise Conflict(f"passport {dpp_id} already exists")
-    if session.scalar(select(Passport.dpp_id).where(Passport.product_id == doc.uniqueProductIdentifier)):
-        raise Conflict(f"product {doc.uniqueProductIdentifier} already has a passport in this repository")
+    key = key_of_product(doc.uniqueProductIdentifier)
+    taken = session.execute(select(Passport.dpp_id, Passport.product_id).where(Passport.product_key == key)).first()
+    if taken is not None:
+        same = "" if taken.product_id == doc.uniqueProductIdentifier else f" (written {taken.product_id})"
+        raise Conflict(f"product {doc.uniqueProductIdentifier} already has a passport in this repository: "
+                       f"{taken.dpp_id}{same}")
     session.add(Passport(dpp_id=dpp_id, current_version=1, created_at=at, updated_at=at, **_columns(doc)))
     signature = sign_version(session, rendered.body)
     session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, signature=signature,
@@ -283,7 +298,8 @@ def current_versions(session: Session, *, dpp_ids: list[str]) -> list[tuple[Stor
 
 
 def dpp_id_of_product(session: Session, *, product_id: str) -> str:
-    dpp_id = session.scalar(select(Passport.dpp_id).where(Passport.product_id == product_id))
+    """The passport of the product written ``product_id`` in any form of its scheme (400 if malformed)."""
+    dpp_id = session.scalar(select(Passport.dpp_id).where(Passport.product_key == product_key(product_id)))
     if dpp_id is None:
         raise NotFound(f"no passport for product {product_id}")
     return dpp_id
@@ -525,8 +541,13 @@ def search(session: Session, *, filters: dict[str, str | None], manufactured_fro
 def ids_by_product_ids(session: Session, *, product_ids: list[str], cursor: str | None,
                        limit: int) -> dict[str, Any]:
     """ReadDPPIdsByProductIds: the passports of the given products, paginated by dppId."""
-    stmt = select(Passport.dpp_id, Passport.product_id, Passport.dpp_status).where(
-        Passport.product_id.in_(product_ids))
+    keys = set()
+    for written in product_ids:  # a malformed identifier names no passport; the others still answer
+        try:
+            keys.add(product_key(written))
+        except IdentifierError:
+            continue
+    stmt = select(Passport.dpp_id, Passport.product_id, Passport.dpp_status).where(Passport.product_key.in_(keys))
     rows, next_cursor = _keyset_page(session, stmt, cursor=cursor, limit=limit)
     return {"items": [{"productId": p, "dppId": d, "dppStatus": st} for d, p, st in rows], "nextCursor": next_cursor}
 

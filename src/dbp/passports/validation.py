@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from dbp.errors import FieldError, ValidationFailed
+from dbp.identifiers import IdentifierError, product_key, recognise_facility_identifier, recognise_operator_identifier
 from dbp.passports.attributes import Attribute, Kind, Requirement, collect_attributes
 from dbp.passports.clusters import BatteryStatus
 from dbp.passports.schemas import BatteryPassport, DppStatus
@@ -134,6 +135,32 @@ def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
     elif m and not gtin_check_digit_ok(m.group(1)):
         yield FieldError("$.uniqueProductIdentifier", "gtin.checkDigit",
                          f"GTIN {m.group(1)} in the GS1 Digital Link fails the GS1 check digit")
+    else:
+        try:  # the scheme's own rules (GS1 AI characters and lengths, qualifier order, IEC 61406 https, ...)
+            product_key(p.uniqueProductIdentifier)
+        except IdentifierError as exc:
+            yield FieldError("$.uniqueProductIdentifier", exc.rule, exc.details[0].message)
+    # Operator and facility identifiers (ESPR Art. 12): a text that claims GLN, LEI, EORI or ISO/IEC 15459
+    # must obey that scheme; an opaque one (urn:, did:web:, free text) passes (dbp.identifiers.parties).
+    gpi = p.generalProductInformation
+    plant = gpi.manufacturingPlace if gpi else None
+    for path, text, recognise in (
+        ("$.economicOperatorId", p.economicOperatorId, recognise_operator_identifier),
+        ("$.facilityId", p.facilityId, recognise_facility_identifier),
+        ("$.generalProductInformation.operatorInformation.identifier",
+         gpi.operatorInformation.identifier if gpi and gpi.operatorInformation else None,
+         recognise_operator_identifier),
+        ("$.generalProductInformation.manufacturerInformation.identifier",
+         gpi.manufacturerInformation.identifier if gpi and gpi.manufacturerInformation else None,
+         recognise_operator_identifier),
+        ("$.generalProductInformation.manufacturingPlace.facilityId", plant.facilityId if plant else None,
+         recognise_facility_identifier),
+    ):
+        if text is not None:
+            try:
+                recognise(text)
+            except IdentifierError as exc:
+                yield FieldError(path, exc.rule, exc.details[0].message)
     gp = p.generalProductInformation
     if gp is not None:
         if gp.operatorInformation and gp.operatorInformation.identifier not in (None, p.economicOperatorId):
