@@ -23,7 +23,7 @@ from dbp.access.secrets import DEVELOPMENT_SECRET
 from dbp.access.tokens import TokenService
 from dbp.audit import routes as audit_routes
 from dbp.audit.durable import ReadLogWriter
-from dbp.config import Settings
+from dbp.config import Role, Settings
 from dbp.db import make_engine, make_sessionmaker
 from dbp.errors import DbpError, FieldError, ServiceUnavailable
 from dbp.hardening import Hardening
@@ -106,7 +106,13 @@ def create_app(settings: Settings) -> FastAPI:
         except ServiceUnavailable as exc:
             log.warning("staged access-log records not moved at start-up (they stay staged): %s", exc.__cause__)
         app.state.checkpointer.start()  # signs a checkpoint every second while the log grows
+        registrar = None
+        if Role.repository in settings.roles and settings.auto_register:  # keeps registrations current
+            from dbp.registry.worker import start_for
+            registrar = start_for(app)
         yield
+        if registrar is not None:
+            await registrar.stop()
         await app.state.checkpointer.stop()
         await app.state.read_log.close()
         app.state.reader.close()
@@ -156,6 +162,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(carrier_routes.router)
     from dbp.passports import credentials as credential_routes  # VCs and supplier attestations
     app.include_router(credential_routes.router)
+    if Role.registry in settings.roles:
+        from dbp.registry import routes as registry_routes  # the registry node (registrations, proofs, nodes)
+        app.include_router(registry_routes.router)
     from dbp.sentinel import install as install_sentinel  # tamper flags on reads, access-log digests
 
     install_sentinel(app)

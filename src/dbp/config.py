@@ -114,6 +114,34 @@ class Settings(BaseSettings):
                     "and may be on loopback or private addresses (tests, development); every other issuer: https "
                     "to public addresses only")
 
+    # Registry (dbp.registry): the registry node's passport reads, and this repository's auto-registration.
+    registry_url: str | None = Field(
+        default=None, description="base URL of the registry this repository registers its passports with; "
+                                  "unset: the registry of this process (when DBP_ROLES includes registry)")
+    registry_client_id: str | None = Field(default=None, description="OAuth2 client of this repository at the "
+                                                                     "remote registry (POST /api/v1/auth/token)")
+    registry_client_secret: str | None = Field(default=None, repr=False, description="its secret")
+    auto_register: bool = Field(
+        default=True, description="register active passports with the registry and keep them current (background "
+                                  "task of the repository role)")
+    registry_backup_node: str | None = Field(
+        default=None, max_length=128, description="node id of the backup provider named in registrations")
+    registry_commodity_code: str | None = Field(
+        default=None, pattern=r"^[0-9]{6,10}$", description="HS/CN/TARIC code named in registrations (6-10 digits)")
+    registry_sync_interval: float = Field(default=5.0, gt=0, le=3600,
+                                          description="seconds between two auto-registration rounds")
+    registry_endpoint_http_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated hosts (or host:port) whose passport endpoints the registry reads over plain "
+                    "http and on loopback or private addresses (tests, development, closed networks); every other "
+                    "endpoint: https to public addresses only")
+
+    @field_validator("registry_endpoint_http_hosts", mode="before")
+    @classmethod
+    def _split_registry_endpoint_http_hosts(cls, value: object) -> object:
+        items = _comma_list(value)
+        return value if items is None else [str(v).strip().lower() for v in items if str(v).strip()]
+
     @field_validator("did_web_http_hosts", mode="before")
     @classmethod
     def _split_did_web_http_hosts(cls, value: object) -> object:
