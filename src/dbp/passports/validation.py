@@ -245,8 +245,18 @@ def semantic_errors(p: BatteryPassport, *, now: datetime | None = None) -> list[
     require = p.dppStatus is DppStatus.active
     errors = list(_cross_field(p))
     errors.extend(_applicability(p, require_complete=require))
+    if require and not _facility_of(p):
+        errors.append(FieldError("$.facilityId", "required.forActivation",
+                                 "an active passport records the identifier of the facility that made the battery "
+                                 "(facilityId or generalProductInformation.manufacturingPlace.facilityId; "
+                                 "ESPR Art. 12, EN 18223 Table 1)"))
     errors.extend(_not_in_future(p, now))
     return errors
+
+
+def _facility_of(p: BatteryPassport) -> str | None:
+    gp = p.generalProductInformation
+    return p.facilityId or (gp.manufacturingPlace.facilityId if gp and gp.manufacturingPlace else None)
 
 
 def check_semantics(p: BatteryPassport, *, now: datetime | None = None) -> None:

@@ -1,4 +1,5 @@
-"""One battery, one passport, however its identifier is written (passports.product_key, migration 0010).
+"""Identifiers on passport writes: one battery, one passport, however its identifier is written
+(passports.product_key, migration 0010); an active passport records its facility identifier.
 
 A GS1 Digital Link on another domain, the GTIN-13 form or the element string of a stored battery names the same
 battery: creating a second passport for it is a conflict naming the first, and every lookup by product identifier
@@ -75,3 +76,16 @@ def test_malformed_lookup_is_400_with_reason(public: httpx.Client) -> None:
     r = public.get(f"/api/v1/dppsByProductId/{quote('https://id.dbp.example/01/09506000134353/21/A', safe='')}")
     body = assert_error(r, 400, "ClientErrorBadRequest")
     assert "checkDigit" in str(body)
+
+
+def test_an_active_passport_records_its_facility(client: httpx.Client, passport: dict[str, Any]) -> None:
+    doc = copy.deepcopy(passport)
+    doc.pop("facilityId", None)
+    plant = (doc.get("generalProductInformation") or {}).get("manufacturingPlace") or {}
+    plant.pop("facilityId", None)
+    body = assert_error(client.post("/api/v1/dpps", json=doc), 422, "ClientErrorBadRequest")
+    details = [d for m in body["message"] for d in m.get("details", [])]
+    assert {"path": "$.facilityId", "rule": "required.forActivation"} in [
+        {k: d[k] for k in ("path", "rule")} for d in details], details
+    doc["dppStatus"] = "draft"  # a draft may still be incomplete
+    assert client.post("/api/v1/dpps", json=doc).status_code == 201
