@@ -50,6 +50,7 @@ BENCH_SETTINGS: dict[str, Any] = {
     "rate_limit_per_address": 1e9, "rate_limit_per_address_burst": 10**9,
     "rate_limit_per_principal": 1e9, "rate_limit_per_principal_burst": 10**9,
     "token_ttl_seconds": 86400,
+    "auto_register": False,  # registering 100,000 passports with the embedded registry would run under the load
 }
 
 
