@@ -87,7 +87,12 @@ class DbpApp(FastAPI):
     """FastAPI with the hot-read fast paths (passports, log proofs) in front of its whole middleware stack."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return Hardening(super().build_middleware_stack(), self.state.settings, fast=FastCurrentReads(self.state),
+        inner = super().build_middleware_stack()
+        if Role.registry in self.state.settings.roles:  # the GS1 resolver's paths, answered before FastAPI
+            from dbp.resolver.serving import ResolverApp
+
+            inner = self.state.resolver = ResolverApp(inner, self.state, self.state.settings)
+        return Hardening(inner, self.state.settings, fast=FastCurrentReads(self.state),
                          fast_by_prefix=[(log_serving.PREFIX, self._log_reads())])
 
     def _log_reads(self) -> log_serving.FastLogReads:
@@ -118,6 +123,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.reader.close()
         if getattr(app.state, "log_reads", None) is not None:
             app.state.log_reads.close()
+        if getattr(app.state, "resolver", None) is not None:
+            app.state.resolver.close()
         engine.dispose()
         read_engine.dispose()
 
@@ -162,6 +169,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(carrier_routes.router)
     from dbp.passports import credentials as credential_routes  # VCs and supplier attestations
     app.include_router(credential_routes.router)
+    from dbp.resolver import routes as resolver_routes  # the links operators configure on the resolver
+    app.include_router(resolver_routes.router)
     if Role.registry in settings.roles:
         from dbp.registry import routes as registry_routes  # the registry node (registrations, proofs, nodes)
         app.include_router(registry_routes.router)

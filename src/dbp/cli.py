@@ -22,6 +22,7 @@ from dbp.cli_settings import settings_or_exit
 from dbp.config import Settings
 from dbp.integrity.verify_cli import register as register_verify_command
 from dbp.integrity.witness_cli import register as register_witness_commands
+from dbp.resolver.cli import register as register_resolver_commands
 from dbp.tamper_cli import register as register_tamper_commands
 
 app = typer.Typer(help="dbp — Digital Battery Passport system (EU Regulation 2023/1542).", no_args_is_help=True)
@@ -32,6 +33,7 @@ register_witness_commands(app)
 register_tamper_commands(app)
 register_verify_command(app)
 register_qr_command(app)
+register_resolver_commands(app)
 err = Console(stderr=True)
 out = Console()
 
