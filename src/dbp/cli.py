@@ -22,6 +22,7 @@ from dbp.cli_settings import settings_or_exit
 from dbp.config import Settings
 from dbp.integrity.verify_cli import register as register_verify_command
 from dbp.integrity.witness_cli import register as register_witness_commands
+from dbp.registry.cli import register as register_registry_commands
 from dbp.resolver.cli import register as register_resolver_commands
 from dbp.tamper_cli import register as register_tamper_commands
 
@@ -33,6 +34,7 @@ register_witness_commands(app)
 register_tamper_commands(app)
 register_verify_command(app)
 register_qr_command(app)
+register_registry_commands(app)
 register_resolver_commands(app)
 err = Console(stderr=True)
 out = Console()
@@ -170,6 +172,7 @@ def demo(
     with _progress() as progress:
         task = progress.add_task("seeding demo fleet", total=count)
         sample = seed(settings, count=count, progress=lambda n: progress.advance(task, n))
+    _register_demo(settings)  # every demo passport resolves at once: registered before the URLs are printed
     base = settings.base_url
     out.print("\n[bold]dbp is ready[/bold] — every role in one process, database " + settings.database_url,
               soft_wrap=True)
@@ -197,6 +200,17 @@ def demo(
     _url(f'        curl -H "Authorization: Bearer $TOKEN" {base}/api/v1/dpps/{sample.dpp_id}')
     if serve_after:
         _serve(settings)
+
+
+def _register_demo(settings: Settings) -> None:
+    from dbp.demo_seed import register_all
+    from dbp.registry.cli import pending_count
+
+    with _progress() as progress:
+        task = progress.add_task("registering with the registry", total=pending_count(settings))
+        report = register_all(settings, progress=lambda n: progress.advance(task, n))
+    if report is not None and report.failed:
+        err.print(f"[yellow]{report.failed} demo passports not registered:[/yellow] {report.errors[:3]}")
 
 
 def _url(line: str) -> None:

@@ -96,3 +96,15 @@ def seed(settings: Settings, *, count: int, progress: Callable[[int], None] | No
         return Sample(first.dpp_id, first.product_id, successor_id, credentials)
     finally:
         engine.dispose()
+
+
+def register_all(settings: Settings, *, progress: Callable[[int], None] | None = None) -> Any:
+    """Register every pending demo passport now (with the embedded registry of this configuration, or
+    DBP_REGISTRY_URL), so that a demo QR code resolves at once; the worker's report, or None when this
+    configuration has no registry to register with (auto-registration off, or no registry role nor URL)."""
+    from dbp.config import Role
+    from dbp.registry.cli import sync_now
+
+    if not settings.auto_register or (settings.registry_url is None and Role.registry not in settings.roles):
+        return None
+    return sync_now(settings, progress=progress)

@@ -496,7 +496,30 @@ def register(session: Session, *, principal: Principal, req: RegisterRequest, en
                 request_id=request_id)
     notes = _supersede(session, reg, predecessors, confirmed_predecessors, principal=principal, at=at,
                        request_id=request_id)
+    notes += _superseded_by(session, reg, facts, principal=principal, at=at, request_id=request_id)
+    if reg.status == "superseded":
+        data = registration_json(reg, _aliases(session, reg.registration_id))
     return Issued(data, proof, created=created, notes=notes)
+
+
+def _superseded_by(session: Session, reg: Registration, facts: PassportFacts, *, principal: Principal, at: str,
+                   request_id: str) -> list[str]:
+    """A predecessor registered after its successor: superseded at once when both passports name each other (its
+    ``successorDppIds`` the successor, whose registered ``predecessorDppIds`` name it)."""
+    successors = facts.doc.get("successorDppIds")
+    if reg.status != "active" or not isinstance(successors, list) or not successors:
+        return []
+    names = [s for s in successors if isinstance(s, str)][:MAX_PREDECESSORS]
+    for succ in session.scalars(select(Registration).where(Registration.dpp_id.in_(names))
+                                .order_by(Registration.registered_at.desc())):
+        if reg.dpp_id in (orjson.loads(succ.predecessor_dpp_ids) if succ.predecessor_dpp_ids else []):
+            reg.status = "superseded"
+            reg.successor_registration_id = succ.registration_id
+            reg.revision += 1
+            session.flush()
+            _log(session, reg, kind="superseded", principal=principal, at=at, proof=None, request_id=request_id)
+            return [f"this registration is superseded by {succ.registration_id} (passport {succ.dpp_id})"]
+    return []
 
 
 def _supersede(session: Session, successor: Registration, predecessors: list[str], confirmed: frozenset[str], *,

@@ -1,8 +1,8 @@
 """Auto-registration (repository side): keeps every passport's registration current, off the write path.
 
 ``pending`` finds, with one LEFT JOIN of ``passports`` and ``registry_receipts``, the passports to (re-)register:
-active ones never registered, and registered ones (whatever their status now: a predecessor made inactive, a
-passport moved) whose receipt is older than their current version — skipping those whose back-off has not yet
+published ones (every status but draft) never registered, and registered ones whose receipt is older than their
+current version — skipping those whose back-off has not yet
 run out. ``sync_once`` registers a batch: reads each current public view, builds the registration, asks the
 ``RegistryClient``, verifies the proof (``client.check_receipt``) and stores the receipt, or the error with
 exponential back-off (``BACKOFF_BASE`` · 2^attempts, at most ``BACKOFF_MAX``) in ``next_attempt_at``. No passport
@@ -37,6 +37,10 @@ from dbp.registry.models import RegistryReceipt
 
 log = logging.getLogger("dbp.registry")
 
+# Not only active passports: a predecessor becomes inactive in the very transaction that creates its successor
+# (Art. 77(7)), so "active only" would never register it, and its battery's QR code would resolve nowhere; the
+# registry marks it superseded by the successor instead.
+
 BATCH = 100
 BACKOFF_BASE = 5.0
 BACKOFF_MAX = 3600.0
@@ -61,10 +65,10 @@ class Report:
 def _pending_filter(now: str) -> Any:
     r, p = RegistryReceipt, Passport
     due = or_(r.next_attempt_at.is_(None), r.next_attempt_at <= now)
-    never = and_(r.dpp_id.is_(None), p.dpp_status == "active")
+    never = and_(r.dpp_id.is_(None), p.dpp_status != "draft")
     stale = and_(r.dpp_id.is_not(None), due,
                  or_(r.registered_version.is_(None), r.registered_version < p.current_version),
-                 or_(r.registration_id.is_not(None), p.dpp_status == "active"))
+                 or_(r.registration_id.is_not(None), p.dpp_status != "draft"))
     return or_(never, stale)
 
 

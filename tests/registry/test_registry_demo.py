@@ -1,0 +1,42 @@
+"""``dbp demo`` leaves every demo passport registered with the embedded registry before it prints its URLs."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from dbp.cli import app as cli
+from dbp.db import make_engine
+
+
+def test_demo_passports_are_registered_before_the_urls_are_printed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DBP_DATABASE_URL", url)
+    monkeypatch.setenv("DBP_PORT", str(port))
+    result = CliRunner().invoke(cli, ["demo", "--count", "40", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            live = conn.execute(text("SELECT count(*) FROM passports WHERE dpp_status = 'active'")).scalar()
+            registered = conn.execute(text("SELECT count(*) FROM registrations")).scalar()
+            receipts = conn.execute(text("SELECT count(*) FROM registry_receipts WHERE registration_id IS NOT NULL "
+                                         "AND last_error IS NULL")).scalar()
+            superseded = conn.execute(text("SELECT count(*) FROM registrations WHERE status = 'superseded'")).scalar()
+            endpoints = {r[0] for r in conn.execute(text("SELECT endpoint FROM registrations"))}
+    finally:
+        engine.dispose()
+    assert live and registered == receipts and registered >= live
+    assert endpoints == {f"http://127.0.0.1:{port}"}
+    assert superseded is not None and superseded >= 1  # the demo's second-life passports supersede their originals
+    again = CliRunner().invoke(cli, ["registry", "status"])
+    assert again.exit_code == 0 and "pending: 0" in again.output and "failing: 0" in again.output, again.output
