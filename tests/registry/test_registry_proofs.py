@@ -61,6 +61,7 @@ def test_jwks_parsing_keeps_only_public_ed25519_keys() -> None:
         {"kty": "EC", "crv": "P-256", "kid": "ec", "x": x, "y": x},
         {"kty": "OKP", "crv": "Ed25519", "kid": "short", "x": "AAAA"}, "junk"]})
     assert list(keys) == ["a"]
+    bad: object
     for bad in ({}, [], {"keys": {}}, None):
         with pytest.raises(VerificationError):
             proofs.keys_from_jwks(bad)

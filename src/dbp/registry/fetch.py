@@ -127,7 +127,7 @@ async def _read(client: httpx.AsyncClient, url: str, *, max_bytes: int, timeout:
         async with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():  # decoded: the bytes the ETag names
                 size += len(chunk)
                 if size > max_bytes:
                     raise FetchFailed(url, f"expected a passport of at most {max_bytes} bytes, got more")

@@ -72,8 +72,8 @@ def header(kid: str) -> dict[str, str]:
 
 
 def sign_proof(payload: Mapping[str, Any], *, kid: str, private_key: Ed25519PrivateKey) -> str:
-    """The compact JWS of ``payload`` (header and payload RFC 8785 canonical JSON). ``ValueError`` for a payload
-    that is not a proof payload (a programming error: nothing unverifiable is ever signed)."""
+    """The compact JWS of ``payload`` (header and payload RFC 8785 canonical JSON). ``VerificationError`` for a
+    payload that is not a proof payload (a programming error: nothing unverifiable is ever signed)."""
     check_payload(dict(payload))
     head = b64url(canonical_bytes(header(kid)))
     body = b64url(canonical_bytes(dict(payload)))
