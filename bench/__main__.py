@@ -1,5 +1,5 @@
 """``python -m bench``: dataset → bulk import (dbp vs raw insert) → reads (dbp vs bare ASGI: anonymous,
-recycler with a purpose, responsible operator) → report.
+recycler with a purpose, responsible operator) → resolver redirects (dbp vs bare ASGI) → report.
 
 Exit status: 0 when every step ran (targets missed or not, unless ``--strict``), 1 when a step
 failed, 2 for bad arguments, 3 with ``--strict`` when a ratio misses its target.
@@ -18,6 +18,7 @@ from typing import Any
 from bench import dataset as ds
 from bench import imports, read, report
 from bench import log as log_bench
+from bench import resolver as resolver_bench
 from bench.databases import fresh_databases, hide_password
 from bench.load import ensure_wrk
 from bench.progress import step
@@ -48,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-scenarios", default=",".join(read.SCENARIOS),
                    help="comma-separated read scenarios: public (anonymous), recycler (Bearer token + X-Purpose: "
                         "dismantling), owner (Bearer token of the passports' responsible operator)")
+    p.add_argument("--skip-resolver", action="store_true",
+                   help="skip the resolver benchmark (307 redirects of product identifiers vs a bare ASGI app)")
     p.add_argument("--skip-import", action="store_true",
                    help="skip the import comparison (the dataset is still loaded through dbp's import, untimed)")
     p.add_argument("--log-leaves", type=int, default=1_000_000,
@@ -68,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
-    if not args.skip_read or args.log_leaves:
+    if not args.skip_read or args.log_leaves or not args.skip_resolver:
         ensure_wrk()  # fail (or install) before spending minutes on the dataset
     doc["environment"] = ds.environment()
     load = doc["environment"]["load_average_at_start"]
@@ -102,6 +105,12 @@ def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
                                           scenarios=args.read_scenarios)
             for name, result in results.items():
                 doc["results"][f"read_{name}"] = {**result, "target": report.TARGETS[f"read_{name}"]}
+        if not args.skip_resolver:
+            step("resolver benchmark")
+            result = resolver_bench.resolver_benchmark(dbs.dbp_url, connections=args.connections,
+                                                       duration=args.duration, warmup=args.warmup,
+                                                       rounds=args.rounds, urls=args.urls, seed=args.seed)
+            doc["results"]["resolver"] = {**result, "target": report.TARGETS["resolver"]}
         if args.log_leaves:
             step(f"transparency log: appending {args.log_leaves:,} leaves in real transactions")
             appends = log_bench.append_rates(dbs.dbp_url, leaves=args.log_leaves, batch_size=args.batch_size,

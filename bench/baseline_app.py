@@ -12,6 +12,11 @@ default) for the authenticated ones. Request headers (``Authorization``, ``X-Pur
 
 Run by ``bench.servers`` as ``uvicorn --factory bench.baseline_app:create`` with the database URL in
 ``BENCH_DATABASE_URL``.
+
+``BENCH_BASELINE_KIND=resolver``: the resolver baseline (``bench.resolver``) — the same app, and for a GS1
+item path ``/01/{gtin}/21/{serial}`` the bare minimum of a resolver: the product key read off the path, one
+primary-key lookup of the registration, ``307`` to ``{endpoint}/api/v1/dpps/{dppId}`` (the Location dbp sends),
+no validation, links, linksets, routing rules or CORS.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import os
 import sqlite3
 from typing import Any
+from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import make_url
 
@@ -105,6 +111,33 @@ class PostgresApp:
             await _respond(send, 200, row[0].encode())
 
 
+RESOLVE_SQL = "SELECT endpoint, dpp_id FROM registrations WHERE product_key = ?"
+EMPTY = [(b"content-length", b"0")]
+
+
+def _product_key(path: str) -> str | None:
+    parts = path.split("/")
+    if len(parts) != 5 or parts[1] != "01" or parts[3] != "21":
+        return None
+    return f"gs1:(01){parts[2]}(21){unquote(parts[4])}"
+
+
+class SqliteResolverApp(SqliteApp):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        key = _product_key(scope["path"]) if scope["type"] == "http" else None
+        if key is None:
+            await super().__call__(scope, receive, send)
+            return
+        row = self.db.execute(RESOLVE_SQL, (key,)).fetchone()
+        if row is None:
+            await _respond(send, 404, NOT_FOUND)
+            return
+        location = f"{row[0]}/api/v1/dpps/{quote(row[1], safe=':')}"
+        await send({"type": "http.response.start", "status": 307,
+                    "headers": [(b"location", location.encode()), *EMPTY]})
+        await send({"type": "http.response.body", "body": b""})
+
+
 def create() -> Any:
     url = os.environ["BENCH_DATABASE_URL"]
     column = os.environ.get("BENCH_BASELINE_COLUMN", "canonical")
@@ -113,6 +146,8 @@ def create() -> Any:
     if url.startswith("sqlite"):
         database = make_url(url).database
         assert database, "the baseline needs a SQLite file"
+        if os.environ.get("BENCH_BASELINE_KIND") == "resolver":
+            return SqliteResolverApp(database, column)
         return SqliteApp(database, column)
     return PostgresApp(url, column)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Issue 3: public read with logging >= 0.6 x the bare app, authenticated read >= 0.4 x.
-TARGETS = {"read_public": 0.6, "read_recycler": 0.4, "read_owner": 0.4, "import": 0.3}
+TARGETS = {"read_public": 0.6, "read_recycler": 0.4, "read_owner": 0.4, "import": 0.3, "resolver": 0.5}
 LOG_P99_MS = 5.0  # issue 4: inclusion and consistency proofs at 10^6 leaves, over HTTP
 READ_LABELS = {"read_public": "read, anonymous (public view)", "read_recycler": "read, recycler + X-Purpose",
                "read_owner": "read, owner (full version)"}
@@ -61,6 +61,22 @@ def table(doc: dict[str, Any]) -> str:
         first = res[reads[0]]
         lines.append(f"    (all reads: {first['connections']} connections, {first['duration_s']:g} s per run, "
                      f"wrk 1 thread; best of {len(first['all_runs']['dbp'])} run(s) per side)")
+    rsv = res.get("resolver")
+    if rsv:
+        ok = "OK" if verdict("resolver", res) else "MISS"
+        lines.append(f"  {'resolver 307 (GS1 Digital Link)':<34}{rsv['dbp']['requests_per_s']:>8,.0f} req/s"
+                     f"{rsv['baseline']['requests_per_s']:>8,.0f} req/s{rsv['ratio']:>8.2f}  "
+                     f">= {TARGETS['resolver']:<5}{ok}")
+        d, b = rsv["dbp"]["latency_ms"], rsv["baseline"]["latency_ms"]
+        lines.append(f"  {'  latency p50 / p99 (ms)':<34}{d['p50']:>6.2f} /{d['p99']:>6.2f}"
+                     f"{b['p50']:>7.2f} /{b['p99']:>6.2f}")
+        dc, bc = rsv["dbp"].get("cpu_us_per_request"), rsv["baseline"].get("cpu_us_per_request")
+        if dc and bc:
+            lines.append(f"  {'  CPU per request (µs)':<34}{dc:>12.1f}{bc:>14.1f}{rsv['cpu_ratio'] or bc / dc:>8.2f}"
+                         f"  (throughput ratio {rsv['throughput_ratio']:.2f}; the lower ratio counts)")
+        lines.append(f"    ({rsv['registrations']:,} registrations, {rsv['distinct_ids']:,} distinct identifiers in a "
+                     f"{rsv['url_list']:,}-path rotation; {rsv['connections']} connections, {rsv['duration_s']:g} s "
+                     f"per run, best of {len(rsv['all_runs']['dbp'])} run(s) per side)")
     imp = res.get("import")
     if imp:
         ok = "OK" if verdict("import", res) else "MISS"
@@ -81,7 +97,7 @@ def table(doc: dict[str, Any]) -> str:
             lines.append(f"    {name + ' proofs over HTTP':<32}{r['requests_per_s']:>8,.0f} /s  p50 "
                          f"{r['latency_ms']['p50']:.2f} ms  p99 {r['latency_ms']['p99']:.2f} ms  "
                          f"(target p99 <= {LOG_P99_MS:g} ms) {ok}")
-    if not reads and not imp and not tlog:
+    if not reads and not imp and not tlog and not rsv:
         lines.append("  (nothing measured)")
     lines.append("")
     lines.append(f"  results: {doc['results_file']}")
