@@ -236,6 +236,12 @@ def test_malformed_identifiers_are_400_with_the_rule(resolver: httpx.Client, pat
     assert head.status_code == 400 and head.content == b""
 
 
+def test_compressed_uris_are_refused(resolver: httpx.Client) -> None:
+    for path in ("/AQnYUc1gRTQ3NjlOzA", "/ARHKVAdpQgQ_-x/"):
+        assert error_rule(resolver.get(path), 400, "ClientErrorBadRequest") == "gs1.compressed"
+    assert resolver.get("/openapi.json").status_code == 200 and resolver.get("/health").status_code == 200
+
+
 def test_unregistered_identifiers_are_404_and_never_200(resolver: httpx.Client, one: str) -> None:
     for path in (f"/01/{GTIN}/21/SN-404", f"/01/{GTIN}", "/414/9506000134352", "/8013/MODEL-1",
                  f"/01/{GTIN}/10/LOT-1"):

@@ -17,11 +17,11 @@ security headers apply) and answers, following the GS1-Conformant Resolver stand
 * ``?linkType=linkset`` / ``all``, or ``Accept: application/linkset+json`` → **200** with the RFC 9264 linkset
   (``application/linkset+json``; ``application/json`` when only that was accepted) and the GS1 JSON-LD context
   in a ``Link`` header.
-* a malformed identifier (syntax, AI characters or lengths, check digit, qualifier order, compressed URIs,
-  which are refused rather than decompressed) → **400**, the EN 18222 error object naming the rule
-  (``gs1.checkDigit``…); an unregistered one → **404**; a retired registration → **410**; a passport whose
-  repository and backup are both gone → **503** with ``Retry-After``; another method → **405**. Never 200 for
-  an error.
+* a malformed identifier (syntax, AI characters or lengths, check digit, qualifier order; a compressed URI —
+  one base64url segment at the root, or a compressed part after a key — is refused rather than decompressed)
+  → **400**, the EN 18222 error object naming the rule (``gs1.checkDigit``…); an unregistered one → **404**;
+  a retired registration → **410**; a passport whose repository and backup are both gone → **503** with
+  ``Retry-After``; another method → **405**. Never 200 for an error.
 * ``OPTIONS`` → **204** with ``Allow``; every answer carries ``Access-Control-Allow-Origin: *`` and exposes
   ``Link`` and ``Location`` (a CORS preflight from an origin ``DBP_CORS_ORIGINS`` allows is answered by
   ``Hardening`` itself).
@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -81,6 +82,8 @@ _LINKSET_CONTEXT = (f'<{linkset.LINKSET_CONTEXT}>; rel="http://www.w3.org/ns/jso
                     'type="application/ld+json"').encode()
 RETRY_AFTER = b"60"  # seconds: an operator's exit or a backup's take-over is not a matter of milliseconds
 MAX_CACHED = 100_000
+# GS1 DL compression: one base64url segment at the root; at least 12 characters keeps the app's own paths out
+_COMPRESSED = re.compile(r"/[A-Za-z0-9_-]{12,2048}/?")
 
 
 class _Parsed:
@@ -152,6 +155,11 @@ class ResolverApp:
                     return
             elif path == WELL_KNOWN:
                 await self._well_known(scope, send)
+                return
+            elif _COMPRESSED.fullmatch(path):  # a compressed GS1 Digital Link at the root: refused, not decompressed
+                await self._error(send, IdentifierError(
+                    "gs1.compressed", "expected an uncompressed GS1 Digital Link URI; this resolver does not "
+                    "decompress"), _correlation(None), head=scope["method"] == "HEAD")
                 return
         await self.app(scope, receive, send)
 
