@@ -114,7 +114,7 @@ _EORI_SHAPE = re.compile(r"[A-Z]{2}[A-Z0-9]*[0-9][A-Z0-9]*", re.ASCII)
 _ALNUM = re.compile(r"[A-Z0-9]+", re.ASCII)
 _IAC = re.compile(r"[A-Z0-9]{1,3}", re.ASCII)
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f]+", re.ASCII)
-_ELEMENT = re.compile(r"\((\d{2,4})\)")
+_ELEMENT = re.compile(r"\((\d{2,4})\)", re.ASCII)
 _PAD = "".join(map(chr, range(33))) + "\x7f"
 _EPC = {"urn:epc:id:pgln:": Role.operator, "urn:epc:id:sgln:": Role.facility}
 _GLN_AI = {"417": Role.operator, "414": Role.facility}
@@ -126,6 +126,9 @@ _EXTENSION = "254"
 @dataclass(frozen=True)
 class PartyIdentifier:
     """A validated operator or facility identifier; equal identifiers compare equal.
+
+    Made by the parse and recognise functions, which are what validates; unlike ``Gs1Identifier``,
+    direct construction does not re-check the fields, so build one only from those functions.
 
     ``value`` is the scheme's normal form: 13 digits (GLN), 20 upper-case characters (LEI), the
     upper-case EORI, ``{IAC}:{company}[:{location}]`` (15459) or the URI; ``extension`` is a GLN
@@ -389,12 +392,9 @@ def _recognise(text: object, role: Role) -> PartyIdentifier | None:
     core = text.strip(_PAD).strip()
     if core != text and core:
         try:
-            claimed = _claim(core, role)
+            claims = _claim(core, role) is not None
         except IdentifierError:
-            claimed = None
-            claims = True
-        else:
-            claims = claimed is not None
+            claims = True  # a broken claim is still a claim: the padding is the first thing to report
         if claims:
             raise IdentifierError(
                 "party.whitespace",
