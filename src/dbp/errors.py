@@ -62,6 +62,13 @@ class NotFound(DbpError):
     status_code = "ClientErrorResourceNotFound"
 
 
+class Gone(NotFound):
+    """It existed and is withdrawn for good, e.g. a retired registration (RFC 9110 §15.5.11)."""
+
+    http_status = 410
+    status_code = "ClientErrorResourceGone"
+
+
 class MethodNotAllowed(DbpError):
     http_status = 405
     status_code = "ClientMethodNotAllowed"

@@ -43,13 +43,6 @@ BUILT_IN_TITLES = {"dpp": "Digital battery passport", "pip": "Battery passport (
                    "defaultLink": "Current battery passport"}
 
 
-class Gone(NotFound):
-    """The identifier was registered but its registration is retired (RFC 9110 §15.5.11)."""
-
-    http_status = 410
-    status_code = "ClientErrorResourceGone"
-
-
 @dataclass(frozen=True)
 class Resolution:
     """Everything the resolver needs to answer for one product identifier, computed once per route."""

@@ -59,7 +59,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dbp.config import Settings
 from dbp.db import sqlite_file
-from dbp.errors import BadRequest, DbpError, FieldError, MethodNotAllowed, NotFound, ServiceUnavailable
+from dbp.errors import BadRequest, DbpError, FieldError, Gone, MethodNotAllowed, NotFound, ServiceUnavailable
 from dbp.http import new_correlation_id, result_response
 from dbp.identifiers import Identifier, IdentifierError, Scheme
 from dbp.identifiers.gs1 import DEFAULT_RESOLVER, PRIMARY_KEYS, Gs1Identifier, parse_digital_link
@@ -266,7 +266,7 @@ class ResolverApp:
             return NotFound(f"no passport is registered for {uri}",
                             details=[FieldError("identifier", "resolver.unknown", "not registered")])
         if route.status == routing.RETIRED:
-            return service.Gone(f"the registration of {uri} is retired",
+            return Gone(f"the registration of {uri} is retired",
                                 details=[FieldError("identifier", "resolver.retired", route.registration_id)])
         if route.endpoint is None:
             return ServiceUnavailable(f"passport temporarily unavailable: {route.unavailable}",
