@@ -68,7 +68,8 @@ def settings(database_url: str) -> Settings:
     s = Settings(database_url=database_url, environment="test", port=_free_port(),  # suites burst: no 429 here
                  rate_limit_per_address=1e6, rate_limit_per_address_burst=10**6,
                  rate_limit_per_principal=1e6, rate_limit_per_principal_burst=10**6,
-                 integrity_sweep_budget=0)  # tests sweep when they mean to (tables are emptied under a sweep)
+                 integrity_sweep_budget=0,  # tests sweep when they mean to (tables are emptied under a sweep)
+                 auto_register=False)  # registry tests start their own registering servers (tests/registry)
     upgrade(s)
     return s
 
