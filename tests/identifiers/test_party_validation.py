@@ -124,3 +124,17 @@ def test_exported_from_the_package() -> None:
                  "recognise_operator_identifier", "recognise_facility_identifier"):
         assert getattr(identifiers, name) is not None
         assert name in identifiers.__all__
+
+
+def test_two_spellings_of_one_gln_are_consistent(passport: dict[str, Any]) -> None:
+    """operator.consistent / facility.consistent compare identifiers, not texts: ``(417)…`` and the bare GLN
+    are one operator; two different GLNs still differ."""
+    doc = with_operator(passport, GOOD_GLN)
+    doc["generalProductInformation"]["operatorInformation"]["identifier"] = f"(417){GOOD_GLN}"
+    assert not {r for _, r in errors_of(doc)} & {"operator.consistent"}
+    doc["generalProductInformation"]["operatorInformation"]["identifier"] = "4012345000016"
+    assert ("$.generalProductInformation.operatorInformation.identifier", "operator.consistent") in errors_of(doc)
+    plant = doc["generalProductInformation"]["manufacturingPlace"]
+    doc["facilityId"] = plant["facilityId"]
+    plant["facilityId"] = f"(414){plant['facilityId']}"
+    assert ("$.facilityId", "facility.consistent") not in errors_of(doc)

@@ -7,7 +7,7 @@ whose details name, for every problem, the JSON path (``$.a.b[0].c``) and the ru
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -16,7 +16,13 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from dbp.errors import FieldError, ValidationFailed
-from dbp.identifiers import IdentifierError, product_key, recognise_facility_identifier, recognise_operator_identifier
+from dbp.identifiers import (
+    IdentifierError,
+    PartyIdentifier,
+    product_key,
+    recognise_facility_identifier,
+    recognise_operator_identifier,
+)
 from dbp.passports.attributes import Attribute, Kind, Requirement, collect_attributes
 from dbp.passports.clusters import BatteryStatus
 from dbp.passports.schemas import BatteryPassport, DppStatus
@@ -163,7 +169,8 @@ def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
                 yield FieldError(path, exc.rule, exc.details[0].message)
     gp = p.generalProductInformation
     if gp is not None:
-        if gp.operatorInformation and gp.operatorInformation.identifier not in (None, p.economicOperatorId):
+        if gp.operatorInformation and gp.operatorInformation.identifier is not None and not _same_party(
+                gp.operatorInformation.identifier, p.economicOperatorId, recognise_operator_identifier):
             yield FieldError("$.generalProductInformation.operatorInformation.identifier", "operator.consistent",
                              "operator identifier differs from the header's economicOperatorId")
         made, served = gp.manufacturingDate, gp.puttingIntoServiceDate
@@ -171,9 +178,22 @@ def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
             yield FieldError("$.generalProductInformation.puttingIntoServiceDate", "date.order",
                              "battery put into service before it was manufactured")
         place = gp.manufacturingPlace
-        if place and place.facilityId and p.facilityId and place.facilityId != p.facilityId:
+        if place and place.facilityId and p.facilityId and not _same_party(
+                place.facilityId, p.facilityId, recognise_facility_identifier):
             yield FieldError("$.facilityId", "facility.consistent",
                              "facilityId differs from generalProductInformation.manufacturingPlace.facilityId")
+
+
+def _same_party(a: str, b: str, recognise: Callable[[str], PartyIdentifier | None]) -> bool:
+    """Equal texts, or two written forms of one GLN, LEI, EORI or 15459 identifier (``(417)…`` and the bare
+    13 digits); a form that does not parse is compared as text (its own rule reports it)."""
+    if a == b:
+        return True
+    try:
+        left, right = recognise(a), recognise(b)
+    except IdentifierError:
+        return False
+    return left is not None and right is not None and left.key() == right.key()
 
 
 def _applicability(p: BatteryPassport, *, require_complete: bool) -> Iterator[FieldError]:
