@@ -107,7 +107,8 @@ def is_web_link(identifier: str) -> bool:
     return parts.scheme in ("https", "http") and bool(parts.hostname)
 
 
-def _symbol(identifier: str, ecc: Ecc) -> segno.QRCode:
+def symbol(identifier: str, ecc: Ecc) -> segno.QRCode:
+    """The QR symbol of ``identifier`` at level ``ecc`` (never raised); BadRequest when empty or too large."""
     if not identifier:
         raise _refuse("uniqueProductIdentifier", "the passport has no product identifier to encode",
                       "qr.empty")
@@ -147,7 +148,7 @@ def encode(identifier: str, opts: QrOptions) -> QrImage:
     SVG carries ``width``/``height`` in pixels and a ``viewBox`` of the same size, so it prints at the chosen
     scale and scales without loss; its ``<title>`` is the identifier (human-readable, for accessibility).
     """
-    qr = _symbol(identifier, opts.ecc)
+    qr = symbol(identifier, opts.ecc)
     modules = int(qr.symbol_size(scale=1, border=0)[0])
     pixels = (modules + 2 * opts.border) * opts.scale
     buf = io.BytesIO()
