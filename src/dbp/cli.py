@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 import typer
@@ -184,6 +184,11 @@ def demo(
     if sample.successor_id:
         _url(f"  second-life passport:   {base}/api/v1/dpps/{sample.successor_id}")
     _url(f"  its QR code (PNG):      {base}/api/v1/dpps/{sample.dpp_id}/qr?format=png&scale=8")
+    scanned = urlsplit(sample.product_id).path  # the QR link's path, answered by this node's resolver
+    _url(f"  scan -> resolver (307): {base}{scanned}   (curl -sL -H 'Accept: application/json' …)")
+    _url(f"  its linkset (RFC 9264): {base}{scanned}?linkType=linkset")
+    _url(f"  its registration:       {base}/api/v1/registry/registrations?productId="
+         f"{quote(sample.product_id, safe='')}")
     _url(f"  transparency log:       {base}/api/v1/log/checkpoint")
     _url(f"  evidence bundle:        {base}/api/v1/dpps/{sample.dpp_id}/evidence")
     _url(f"  verify it (2nd shell):  .venv/bin/dbp verify {base}/api/v1/dpps/{sample.dpp_id}")

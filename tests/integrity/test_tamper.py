@@ -14,9 +14,9 @@ import httpx
 import orjson
 import pytest
 from sqlalchemy import text
-from tests.conftest import ServerThread, settle_access_log
 from typer.testing import CliRunner
 
+from conftest import ServerThread, settle_access_log
 from dbp.cli import app as cli
 from dbp.sentinel import Sentinel
 

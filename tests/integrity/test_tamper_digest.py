@@ -16,8 +16,8 @@ import orjson
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
-from tests.conftest import ServerThread, settle_access_log
 
+from conftest import ServerThread, settle_access_log
 from dbp.access.principal import ANONYMOUS
 from dbp.app import create_app
 from dbp.audit import digest
