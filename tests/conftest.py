@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -135,6 +137,50 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class ServerProcess:
+    """``python -m dbp serve`` in a process of its own on 127.0.0.1 — another node of a federation, with its own
+    database — configured only by ``DBP_*`` environment variables built from ``settings`` (names as in
+    ``Settings``; lists comma-joined). The caller's ``DBP_*`` variables are not inherited. Killed on exit; if it
+    dies or does not answer ``/health`` within 30 s, the failure shows its log."""
+
+    def __init__(self, log: Path, **settings: Any) -> None:
+        port = int(settings["port"])
+        self.port, self.log, self.base_url = port, log, f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DBP_")}
+        for name, value in {"host": "127.0.0.1", **settings}.items():
+            if isinstance(value, list | tuple):
+                value = ",".join(str(v) for v in value)
+            env[f"DBP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "dbp", "serve"], env=self.env, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dbp serve on port {self.port} did not come up:\n"
+                                       + self.log.read_text(errors="replace")[-3000:])
+                time.sleep(0.1)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -136,15 +136,9 @@ class Settings(BaseSettings):
                     "http and on loopback or private addresses (tests, development, closed networks); every other "
                     "endpoint: https to public addresses only")
 
-    @field_validator("registry_endpoint_http_hosts", mode="before")
+    @field_validator("did_web_http_hosts", "registry_endpoint_http_hosts", mode="before")
     @classmethod
-    def _split_registry_endpoint_http_hosts(cls, value: object) -> object:
-        items = _comma_list(value)
-        return value if items is None else [str(v).strip().lower() for v in items if str(v).strip()]
-
-    @field_validator("did_web_http_hosts", mode="before")
-    @classmethod
-    def _split_did_web_http_hosts(cls, value: object) -> object:
+    def _split_hosts(cls, value: object) -> object:
         items = _comma_list(value)
         return value if items is None else [str(v).strip().lower() for v in items if str(v).strip()]
 

@@ -1,8 +1,9 @@
-"""Registration round trip between two nodes on loopback with separate databases: a repository (repository role
-only) auto-registers what it publishes with a registry (registry role only) over real HTTP; the receipt holds a
-proof that verifies against the registry's published keys (in code and with ``dbp registry verify-proof``); a
-changed passport is registered again as a new revision. On SQLite (a second file) and on PostgreSQL (a second
-database derived from DBP_TEST_DATABASE_URL, ``{db}_registry2``, created here)."""
+"""Registration round trip between two nodes on loopback with separate databases — as two ``dbp serve`` processes, and
+as two servers of this process: a repository (repository role only) auto-registers what it publishes with a registry
+(registry role only) over real HTTP; the receipt holds a proof that verifies against the registry's published keys
+(in code and with ``dbp registry verify-proof``); a changed passport is registered again as a new revision. On
+SQLite (a second file) and on PostgreSQL (a second database derived from DBP_TEST_DATABASE_URL, ``{db}_registry2``,
+created here)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from conftest import ServerThread
+from conftest import ServerProcess, ServerThread
 from dbp.access import service as access
 from dbp.access.principal import Role
 from dbp.app import create_app
@@ -29,6 +30,10 @@ from dbp.config import Settings
 from dbp.db import make_engine, make_sessionmaker, normalise_url
 from dbp.migrate import upgrade
 from dbp.registry import proofs
+
+TEST_LIMITS: dict[str, Any] = {
+    "environment": "test", "rate_limit_per_address": 1e6, "rate_limit_per_address_burst": 10**6,
+    "rate_limit_per_principal": 1e6, "rate_limit_per_principal_burst": 10**6, "integrity_sweep_budget": 0}
 
 
 def _port() -> int:
@@ -65,9 +70,7 @@ def registry_database(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _test_settings(**kw: Any) -> Settings:
-    return Settings(environment="test", rate_limit_per_address=1e6, rate_limit_per_address_burst=10**6,
-                    rate_limit_per_principal=1e6, rate_limit_per_principal_burst=10**6, integrity_sweep_budget=0,
-                    **kw)
+    return Settings(**TEST_LIMITS, **kw)
 
 
 def _wait(what: str, probe: Callable[[], Any], timeout: float = 30) -> Any:
@@ -80,11 +83,15 @@ def _wait(what: str, probe: Callable[[], Any], timeout: float = 30) -> Any:
         time.sleep(0.05)
 
 
-@pytest.fixture()
-def nodes(settings: Settings, registry_database: str, passport: dict[str, Any]) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=["threads", "processes"])
+def nodes(request: pytest.FixtureRequest, settings: Settings, registry_database: str, passport: dict[str, Any],
+          tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The two nodes as uvicorn threads of this process, and as two ``dbp serve`` processes (what a deployment
+    runs: nothing shared but HTTP and the settings)."""
     registry_port, repo_port = _port(), _port()
-    reg_settings = _test_settings(database_url=registry_database, port=registry_port, roles=["registry"],
-                                  registry_endpoint_http_hosts=[f"127.0.0.1:{repo_port}"])
+    reg_kw: dict[str, Any] = {"database_url": registry_database, "port": registry_port, "roles": ["registry"],
+                              "registry_endpoint_http_hosts": [f"127.0.0.1:{repo_port}"]}
+    reg_settings = _test_settings(**reg_kw)
     upgrade(reg_settings)
     reg_engine = make_engine(registry_database)
     reg_factory = make_sessionmaker(reg_engine)
@@ -98,12 +105,19 @@ def nodes(settings: Settings, registry_database: str, passport: dict[str, Any]) 
         op = access.create_org(s, name="Operator", operator_id=operator, role=Role.economic_operator)
         access.authorise(s, operator_org_id=op.id, agent_org_id=sp.id, reference="hosting contract")
         issued = access.create_client(s, org_id=sp.id, role=Role.service_provider)
-    repo_settings = _test_settings(database_url=settings.database_url, port=repo_port, roles=["repository"],
-                                   auto_register=True, registry_url=f"http://127.0.0.1:{registry_port}",
-                                   registry_client_id=issued.client_id, registry_client_secret=issued.client_secret,
-                                   registry_sync_interval=0.1, registry_commodity_code="850760")
-    with ServerThread(create_app(reg_settings), registry_port) as registry, \
-            ServerThread(create_app(repo_settings), repo_port) as repository:
+    repo_kw: dict[str, Any] = {
+        "database_url": settings.database_url, "port": repo_port, "roles": ["repository"], "auto_register": True,
+        "registry_url": f"http://127.0.0.1:{registry_port}", "registry_client_id": issued.client_id,
+        "registry_client_secret": issued.client_secret, "registry_sync_interval": 0.1,
+        "registry_commodity_code": "850760"}
+    repo_settings = _test_settings(**repo_kw)
+    if request.param == "threads":
+        pair: tuple[Any, Any] = (ServerThread(create_app(reg_settings), registry_port),
+                                 ServerThread(create_app(repo_settings), repo_port))
+    else:
+        pair = (ServerProcess(tmp_path / "registry.log", **TEST_LIMITS, **reg_kw),
+                ServerProcess(tmp_path / "repository.log", **TEST_LIMITS, **repo_kw))
+    with pair[0] as registry, pair[1] as repository:
         yield {"registry": registry, "repository": repository, "registry_factory": reg_factory,
                "repo_settings": repo_settings, "operator": operator}
     reg_engine.dispose()
