@@ -7,7 +7,7 @@ thread-pool hops for the session and the endpoint, the ORM building the checkpoi
 database work is ~50 µs (the O(log n) stored subtree hashes in one primary-key query). Here the same answer is
 built from plain DB-API queries: on SQLite on the event loop, on one autocommit connection of our own (WAL: each
 statement sees the last commit); on PostgreSQL in a worker thread of our own, on its own autocommit connection
-(``_Store``). Other databases: the routes answer.
+(``dbp.rawreads``). Other databases: the routes answer.
 
 **Same answers.** The bytes are the routes' (``dbp.integrity.routes``): the same leaf (``log.stored_leaf`` of the
 columns ``log.LEAF_COLUMNS`` names), the same proof (``merkle.inclusion_plan`` / ``consistency_plan``,
@@ -29,32 +29,24 @@ is served at once, and a log emptied underneath (tests) is seen at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import sqlite3
-import threading
 from binascii import b2a_base64
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
 import orjson
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
-from dbp.db import sqlite_file
 from dbp.http import client_correlation_id, new_correlation_id
 from dbp.integrity import log, merkle
 from dbp.integrity.models import LogCheckpoint, LogLeaf, LogNode
+from dbp.rawreads import Query, RawReads
 
 T = TypeVar("T")
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[Headers, bytes]
-#: ``query(sql, params)`` -> rows; SQL written with ``?`` placeholders.
-Query = Callable[[str, Sequence[Any]], list[Any]]
 
 PREFIX = "/api/v1/log/"
 CHECKPOINT = "/api/v1/log/checkpoint"
@@ -173,7 +165,7 @@ class FastLogReads:
 
     def __init__(self, state: Any) -> None:
         self.state = state
-        self._store: _Store | None = None
+        self._store: RawReads | None = None
         self._verifier: tuple[object, bytes] | None = None
         self._leaf_by_index, self._leaf_by_version = _leaf_sql()
         self._routes: dict[str, Callable[[Scope], Awaitable[Answer]]] = {
@@ -195,9 +187,13 @@ class FastLogReads:
             self._store.close()
             self._store = None
 
-    def _db(self) -> _Store:
+    def _db(self) -> RawReads:
         if self._store is None:
-            self._store = _Store(self.state.engine)
+            # the nodes of a 10^6-leaf log are ~2 million rows behind a separate primary-key index: a larger page
+            # cache than the default 2 MB keeps more of the upper B-tree levels (measured: -15 % on the query)
+            self._store = RawReads(self.state.engine, name="log-reads", unsupported=lambda d: _Refused(f"database {d}"),
+                                   closed=lambda: _Refused("closed"), keep=(_Refused,),
+                                   sqlite_pragmas=("cache_size=-32768",))
         return self._store
 
     @staticmethod
@@ -343,82 +339,3 @@ def _wants_json(accept: str) -> bool:
     return wants
 
 
-class _Store:
-    """Runs a function of ``Query`` against the database. SQLite: on the calling thread (the event loop), on one
-    read-only autocommit connection. PostgreSQL: in one of ``PG_THREADS`` threads of our own, each with its own
-    autocommit connection made by the engine's dialect outside the engine's pool (the pool's pre-ping and the
-    rollback after use would double the round trips of a proof; holding pooled connections would starve the
-    routes); a connection that failed is dropped and made again at the next call."""
-
-    PG_THREADS = 4
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._sqlite: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._opened: list[Any] = []
-        self._lock = threading.Lock()
-        path = sqlite_file(engine)
-        if path is not None:
-            self._sqlite = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._sqlite.execute("PRAGMA busy_timeout=10000")
-            self._sqlite.execute("PRAGMA query_only=ON")
-            # the nodes of a 10^6-leaf log are ~2 million rows behind a separate primary-key index: a larger page
-            # cache than the default 2 MB keeps more of the upper B-tree levels (measured: -15 % on the query)
-            self._sqlite.execute("PRAGMA cache_size=-32768")
-        elif engine.dialect.name == "postgresql" and engine.dialect.paramstyle in ("format", "pyformat"):
-            self._executor = ThreadPoolExecutor(self.PG_THREADS, thread_name_prefix="dbp-log-reads")
-        else:
-            raise _Refused(f"database {engine.dialect.name}")  # not one of ours: the routes answer
-
-    def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            with contextlib.suppress(Exception):
-                connection.close()
-
-    async def run(self, fn: Callable[[Query], T]) -> T:
-        connection = self._sqlite
-        if connection is not None:
-            return fn(lambda sql, params: connection.execute(sql, params).fetchall())
-        if self._executor is None:
-            raise _Refused("closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._on_postgres, fn)
-
-    def _on_postgres(self, fn: Callable[[Query], T]) -> T:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-            connection = self.engine.dialect.connect(*cargs, **cparams)
-            connection.autocommit = True  # each statement its own snapshot, as on SQLite; nothing to roll back
-            self._local.connection = connection
-            with self._lock:
-                self._opened.append(connection)
-        cursor = connection.cursor()
-
-        def query(sql: str, params: Sequence[Any]) -> list[Any]:
-            cursor.execute(sql.replace("?", "%s"), tuple(params))
-            return list(cursor.fetchall())
-
-        try:
-            return fn(query)
-        except _Refused:
-            raise
-        except Exception:
-            self._local.connection = None  # perhaps broken: the next call makes a new one
-            with self._lock, contextlib.suppress(ValueError):
-                self._opened.remove(connection)
-            with contextlib.suppress(Exception):
-                connection.close()
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                cursor.close()

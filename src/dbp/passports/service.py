@@ -7,8 +7,6 @@ and never changes an old one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import uuid
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dbp import clock
+from dbp import clock, cursors
 from dbp.clock import timestamp
 from dbp.errors import (
     BadRequest,
@@ -473,27 +471,15 @@ def archive_passport(session: Session, *, dpp_id: str, if_match: str | None = No
 
 # ------------------------------------------------------------------------------------ search
 def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+    return cursors.encode(last_id)
 
 
 _CURSOR_ID = re.compile(r"urn:[!-~]{1,252}")
 
 
 def decode_cursor(cursor: str | None) -> str | None:
-    """The dppId a cursor stands for; only the exact form ``encode_cursor`` writes, naming a possible dppId
-    (lenient base64 would turn junk into a key like "" or NUL and page from the start, or fail in the database)."""
-    if not cursor:
-        return None
-    try:
-        if len(cursor) > 600 or not cursor.isascii():
-            raise ValueError
-        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-        if encode_cursor(value) != cursor or not _CURSOR_ID.fullmatch(value):
-            raise ValueError
-        return value
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("cursor is not one this repository issued",
-                         details=[FieldError("cursor", "cursor.invalid", "pass nextCursor unchanged")]) from None
+    """The dppId a cursor stands for (``dbp.cursors``: only the exact form ``encode_cursor`` writes)."""
+    return cursors.decode(cursor, key=_CURSOR_ID, issuer="this repository")
 
 
 SEARCH_FILTERS = {

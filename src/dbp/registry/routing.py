@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from dbp.rawreads import Query  # query(sql, params) -> rows; SQL written with ? placeholders
+
 log = logging.getLogger("dbp.registry")
 
-#: ``query(sql, params)`` -> rows; SQL written with ``?`` placeholders.
-Query = Callable[[str, Sequence[Any]], list[Any]]
 
 MAX_HOPS = 16  # successor links followed at most (a battery is not repurposed sixteen times)
 MAX_PREDECESSORS = 64  # predecessor passports listed at most

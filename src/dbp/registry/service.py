@@ -11,8 +11,6 @@ transaction; a product key is held by at most one registration, as its product i
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import uuid
@@ -25,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dbp import cursors
 from dbp.access import service as access
 from dbp.access.principal import Principal, Role
 from dbp.audit import service as audit
@@ -269,22 +268,11 @@ _CURSOR = re.compile(r"[!-~]{1,256}")
 
 
 def encode_cursor(last: str) -> str:
-    return base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
+    return cursors.encode(last)
 
 
 def decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        if len(cursor) > 600 or not cursor.isascii():
-            raise ValueError
-        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-        if encode_cursor(value) != cursor or not _CURSOR.fullmatch(value):
-            raise ValueError
-        return value
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("cursor is not one this registry issued",
-                         details=[FieldError("cursor", "cursor.invalid", "pass nextCursor unchanged")]) from None
+    return cursors.decode(cursor, key=_CURSOR, issuer="this registry")
 
 
 def find(session: Session, *, product_id: str | None = None, operator_id: str | None = None,

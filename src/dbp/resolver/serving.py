@@ -43,26 +43,19 @@ not recorded in the access log. The read happens at the redirect target, which r
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
-import sqlite3
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dbp.config import Settings
-from dbp.db import sqlite_file
 from dbp.errors import BadRequest, DbpError, FieldError, Gone, MethodNotAllowed, NotFound, ServiceUnavailable
 from dbp.http import new_correlation_id, result_response
 from dbp.identifiers import Identifier, IdentifierError, Scheme
 from dbp.identifiers.gs1 import DEFAULT_RESOLVER, PRIMARY_KEYS, Gs1Identifier, parse_digital_link
+from dbp.rawreads import Query, RawReads
 from dbp.registry import routing
 from dbp.resolver import linkset, service
 from dbp.resolver.linkset import LINKSET
@@ -70,7 +63,6 @@ from dbp.resolver.linkset import LINKSET
 log = logging.getLogger("dbp.resolver")
 T = TypeVar("T")
 Headers = list[tuple[bytes, bytes]]
-Query = routing.Query
 
 WELL_KNOWN = "/.well-known/gs1resolver"
 PATH_KEYS = frozenset(PRIMARY_KEYS)
@@ -131,7 +123,7 @@ class ResolverApp:
         self.app = app
         self.state = state
         self.root = settings.base_url
-        self.store: _Store | None = None
+        self.store: RawReads | None = None
         self._parsed: dict[str, _Parsed] = {}
         self._answers: dict[str, service.Resolution | DbpError] = {}
         self._version: int | None = None
@@ -252,8 +244,10 @@ class ResolverApp:
             return cached
         return await store.run(lambda q: self._lookup(q, parsed))
 
-    def _open(self) -> _Store:
-        self.store = _Store(self.state.engine)
+    def _open(self) -> RawReads:
+        self.store = RawReads(
+            self.state.engine, name="resolver", closed=lambda: ServiceUnavailable("the resolver is shutting down"),
+            unsupported=lambda d: BadRequest(f"the resolver does not support the database {d}"))
         return self.store
 
     def _lookup(self, query: Query, parsed: _Parsed) -> service.Resolution | DbpError:
@@ -313,82 +307,3 @@ async def _send(send: Send, status: int, headers: Headers, body: bytes, *, head:
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-class _Store:
-    """Runs a function of a :data:`Query` against the database (the shape of ``dbp.integrity.serving``'s). SQLite:
-    on the calling thread (the event loop), on one read-only autocommit connection of our own, whose ``PRAGMA
-    data_version`` tells when another connection committed. PostgreSQL: in one of ``PG_THREADS`` threads of our
-    own, each with its own autocommit connection outside the engine's pool; a connection that failed is dropped
-    and made again at the next call."""
-
-    PG_THREADS = 4
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._sqlite: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._opened: list[Any] = []
-        self._lock = threading.Lock()
-        path = sqlite_file(engine)
-        if path is not None:
-            self._sqlite = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._sqlite.execute("PRAGMA busy_timeout=10000")
-            self._sqlite.execute("PRAGMA query_only=ON")
-        elif engine.dialect.name == "postgresql" and engine.dialect.paramstyle in ("format", "pyformat"):
-            self._executor = ThreadPoolExecutor(self.PG_THREADS, thread_name_prefix="dbp-resolver")
-        else:
-            raise BadRequest(f"the resolver does not support the database {engine.dialect.name}")
-
-    def data_version(self) -> int | None:
-        if self._sqlite is None:
-            return None
-        return int(self._sqlite.execute("PRAGMA data_version").fetchone()[0])
-
-    def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            with contextlib.suppress(Exception):
-                connection.close()
-
-    async def run(self, fn: Callable[[Query], T]) -> T:
-        connection = self._sqlite
-        if connection is not None:
-            return fn(lambda sql, params: connection.execute(sql, tuple(params)).fetchall())
-        if self._executor is None:
-            raise ServiceUnavailable("the resolver is shutting down")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._on_postgres, fn)
-
-    def _on_postgres(self, fn: Callable[[Query], T]) -> T:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-            connection = self.engine.dialect.connect(*cargs, **cparams)
-            connection.autocommit = True  # each statement its own snapshot, as on SQLite; nothing to roll back
-            self._local.connection = connection
-            with self._lock:
-                self._opened.append(connection)
-        cursor = connection.cursor()
-
-        def query(sql: str, params: Sequence[Any]) -> list[Any]:
-            cursor.execute(sql.replace("?", "%s"), tuple(params))
-            return list(cursor.fetchall())
-
-        try:
-            return fn(query)
-        except Exception:
-            self._local.connection = None  # perhaps broken: the next call makes a new one
-            with self._lock, contextlib.suppress(ValueError):
-                self._opened.remove(connection)
-            with contextlib.suppress(Exception):
-                connection.close()
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                cursor.close()
