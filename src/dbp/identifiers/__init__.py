@@ -12,11 +12,12 @@ bound to another battery whatever its scheme).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dbp.identifiers.common import IdentifierError, Scheme, shown
-from dbp.identifiers.gs1 import PRIMARY_KEYS, Gs1Identifier, parse_digital_link, parse_element_string
+from dbp.identifiers.gs1 import PRIMARY_KEYS, Gs1Identifier, check_digit, parse_digital_link, parse_element_string
 from dbp.identifiers.iec61406 import IdentificationLink, parse_identification_link
 from dbp.identifiers.iso15459 import PREFIX as ISO15459_PREFIX
 from dbp.identifiers.iso15459 import Iso15459Id, parse_iso15459
@@ -102,11 +103,57 @@ def parse_identifier(text: str) -> Identifier:
 
 
 def product_key(text: str) -> str:
-    """The uniqueness key of a passport's ``uniqueProductIdentifier``: ``parse_identifier(text).key()``, so
-    that one battery written two ways (another GS1 domain, GTIN-13 vs GTIN-14, an element string,
-    percent-encoding) is one key; a URN (``urn:epc:id:sgtin:…``, which the passport model admits and no
-    parser here reads) is its own key, with the URN scheme's case-insensitive ``urn:`` prefix folded.
+    """The uniqueness key of a battery's product identifier: one battery written two ways is one key.
+
+    - GS1 (a Digital Link on any domain, an element string, GTIN-8/12/13): ``parse_identifier(text).key()``; a
+      serialised item is its GTIN + serial whatever other qualifiers (lot, CPV) the link carries, since GTIN +
+      serial alone names the item (``gs1:(01){GTIN-14}(21){serial}``);
+    - an EPC SGTIN URN (``urn:epc:id:sgtin:{company}.{indicator+item}.{serial}``): the same GS1 item key;
+    - any other URN (RFC 8141: ``urn:{NID}:{NSS}``, which the passport model admits and no parser here reads): the
+      URN with ``urn:`` and the namespace id in lower case (both are case-insensitive), the rest as written;
+    - IEC 61406 and ISO/IEC 15459: their scheme keys.
+
     Raises ``IdentifierError`` (a 400) with the broken rule for anything else that does not parse."""
     if text[:4].lower() == "urn:":
-        return "urn:" + text[4:]
-    return parse_identifier(text).key()
+        return _urn_key(text)
+    parsed = parse_identifier(text)
+    if isinstance(parsed.value, Gs1Identifier):
+        return _gs1_key(parsed.value)
+    return parsed.key()
+
+
+def _gs1_key(value: Gs1Identifier) -> str:
+    if value.gtin is not None and value.serial is not None:
+        return f"{Scheme.GS1}:(01){value.gtin}(21){value.serial}"
+    return f"{Scheme.GS1}:{value.key()}"
+
+
+_URN = re.compile(r"urn:([A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]):([!-~]+)", re.IGNORECASE)
+_SGTIN = re.compile(r"(\d{6,12})\.(\d{1,7})\.([!-~]{1,60})")
+
+
+def _urn_key(text: str) -> str:
+    m = _URN.fullmatch(text)
+    if m is None:
+        raise IdentifierError("urn.syntax", f"expected urn:{{namespace id}}:{{specific string}} (RFC 8141), got "
+                                            f"{shown(text)}")
+    nid, nss = m.group(1).lower(), m.group(2)
+    if nid == "epc" and nss.lower().startswith("id:sgtin:"):
+        return _gs1_key(_sgtin(nss[len("id:sgtin:"):], text))
+    return f"urn:{nid}:{nss}"
+
+
+def _sgtin(body: str, text: str) -> Gs1Identifier:
+    """An EPC Tag Data Standard SGTIN pure-identity URN body as the GS1 item it names (GTIN-14 + serial)."""
+    m = _SGTIN.fullmatch(body)
+    if m is None or len(m.group(1)) + len(m.group(2)) != 13:
+        raise IdentifierError("epc.sgtin", "expected urn:epc:id:sgtin:{company prefix}.{indicator + item reference}"
+                                           f".{{serial}} with 13 digits in the first two parts, got {shown(text)}")
+    company, item, serial = m.groups()
+    body13 = item[0] + company + item[1:]
+    gtin = body13 + str(check_digit(body13))
+    try:
+        serial = unquote(serial, errors="strict")
+    except UnicodeDecodeError:
+        raise IdentifierError("epc.sgtin", f"expected %XX escapes of UTF-8 in the serial, got {shown(text)}") from None
+    return Gs1Identifier("01", gtin, (("21", serial),))

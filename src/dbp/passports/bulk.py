@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dbp.errors import Conflict, DbpError, FieldError, ValidationFailed
 from dbp.integrity import log as integrity_log
 from dbp.integrity import signing
-from dbp.passports import service
+from dbp.passports import aliases, service
 from dbp.passports.models import Passport, PassportVersion
 from dbp.passports.paths import Segment, display, parse_element_path, set_element
 from dbp.passports.schemas import BatteryPassport, DppStatus, EndOfLife
@@ -229,6 +229,7 @@ class Prepared:
     digest: bytes = b""  # SHA-256 of the record as read: a repeated product's identical copy or a variant?
     links: tuple[Link, ...] = ()
     refusal: Rejected | None = None  # why it cannot create a passport (updates are checked when stored)
+    aliases: tuple[str, ...] = ()  # its productIdentifierAliases
 
 
 def _new_passport_refusal(doc: BatteryPassport, at: str) -> Rejected | None:
@@ -262,7 +263,7 @@ def prepare(raw: bytes | None, at: str) -> Prepared | Rejected:
     except DbpError as exc:
         return Rejected(exc.message, exc.details)
     return Prepared(service.key_of_product(doc.uniqueProductIdentifier), dpp_id, rendered, service._columns(doc), at,
-                    hashlib.sha256(raw).digest(), links, refusal)
+                    hashlib.sha256(raw).digest(), links, refusal, tuple(doc.productIdentifierAliases or ()))
 
 
 def prepare_batch(raws: list[bytes | None], at: str) -> list[Prepared | Rejected]:
@@ -354,6 +355,13 @@ def _store(session: Session, items: list[Item], *, promised: frozenset[str] = fr
             tally.failures.append((rec, p.refusal.details, p.refusal.message))
         else:
             new.append((rec, p))
+    as_alias = aliases.held_as_alias(session, keys=[p.product_id for _, p in new])
+    if as_alias:  # one identifier never names two batteries: another passport lists this one as its alias
+        for rec, p in [item for item in new if item[1].product_id in as_alias]:
+            tally.failures.append((rec, [FieldError("$.uniqueProductIdentifier", "import.aliasOfAnother",
+                                                    f"an alias of passport {as_alias[p.product_id]}")],
+                                   "product is another passport's alias"))
+        new = [item for item in new if item[1].product_id not in as_alias]
     taken = _existing_ids(session, (p.dpp_id for _, p in new))
     fresh: list[Item] = []
     for rec, p in new:
@@ -377,6 +385,10 @@ def _store(session: Session, items: list[Item], *, promised: frozenset[str] = fr
         except IntegrityError as exc:  # stored by another writer since the checks above
             raise Conflict("a dppId or product of this batch was stored concurrently", details=[FieldError(
                 "$.dppId", "import.storedConcurrently", "dppId or product already exists")]) from exc
+        for _, p in fresh:  # rare: per record, after the rows they point at
+            if p.aliases:
+                aliases.bind(session, dpp_id=p.dpp_id, product_id=p.columns["product_id"], key=p.product_id,
+                             aliases=p.aliases)
         service._flush(session)
         logged.extend(integrity_log.Leaf(p.dpp_id, 1, p.rendered.sha256, p.at, kid=key.kid,
                                          public_sha256=p.rendered.public_sha256) for _, p in fresh)

@@ -37,6 +37,16 @@ class Passport(Base):
     updated_at: Mapped[str] = mapped_column(TS)
 
 
+class ProductAlias(Base):
+    """A key (``dbp.identifiers.product_key``) of one of a passport's ``productIdentifierAliases``: together with
+    ``passports.product_key`` no key names two batteries (the service checks both tables; each is unique)."""
+
+    __tablename__ = "product_aliases"
+
+    key: Mapped[str] = mapped_column(String(2100), primary_key=True)
+    dpp_id: Mapped[str] = mapped_column(String(256), ForeignKey("passports.dpp_id"), index=True)
+
+
 class PassportVersion(Base):
     """One immutable version: its RFC 8785 canonical JSON and that text's SHA-256. Never updated."""
 

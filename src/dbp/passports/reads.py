@@ -25,7 +25,7 @@ from dbp.http import accepted_representation, client_correlation_id, new_correla
 from dbp.identifiers import product_key
 from dbp.passports import guard
 from dbp.passports.attributes import AccessGroup
-from dbp.passports.service import StoredVersion
+from dbp.passports.service import StoredVersion, lookup_keys
 from dbp.sentinel import HEADER, header_value
 
 _SELECT = "SELECT p.dpp_id, v.version, v.created_at, v.{sha}, {body}, p.operator_id, {index}, {sig} " \
@@ -46,6 +46,9 @@ def _sql(key: str, *, public: bool, sqlite: bool) -> str:
 # (key column, public view?) -> statement, for SQLite (?) and SQLAlchemy (:p): built once, not per read
 _QMARK = {(k, pub): _sql(k, public=pub, sqlite=True) for k in ("dpp_id", "product_key") for pub in (True, False)}
 _NAMED = {(k, pub): _sql(k, public=pub, sqlite=False) for k in ("dpp_id", "product_key") for pub in (True, False)}
+
+
+_ALIAS_SQL = "SELECT dpp_id FROM product_aliases WHERE key = ?"
 
 
 class CurrentVersionReader:
@@ -71,8 +74,17 @@ class CurrentVersionReader:
 
     async def by_product_id(self, product_id: str, *, public: bool = False) -> StoredVersion | None:
         """The current version of the product's passport, the product written in any form of its scheme
-        (``dbp.identifiers.product_key``); raises ``IdentifierError`` (a 400) for a malformed identifier."""
-        return await self._one("product_key", product_key(product_id), public)
+        (``dbp.identifiers.product_key``) or as one of a passport's ``productIdentifierAliases``; raises
+        ``IdentifierError`` (a 400) for a malformed identifier that no row keyed before the parsers holds."""
+        key = lookup_keys(product_id)[0]
+        found = await self._one("product_key", key, public)
+        if found is None:  # a miss: an alias, a legacy row, or nothing
+            rows = await self.rows(_ALIAS_SQL, (key,))
+            if rows:
+                return await self._one("dpp_id", rows[0][0], public)
+            if key.startswith("unparsed:"):
+                product_key(product_id)  # raises the identifier's own refusal
+        return found
 
     async def _one(self, key: str, value: str, public: bool) -> StoredVersion | None:
         if self._sqlite is not None:

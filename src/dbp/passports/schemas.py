@@ -30,7 +30,8 @@ DppId = Annotated[
     str, StringConstraints(max_length=256, pattern=r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[A-Za-z0-9()+,.:=@;$_!*'%-]+$")
 ]
 ProductId = Annotated[
-    str, StringConstraints(min_length=3, max_length=2048, pattern=r"^(https?://[!-~]+|urn:[A-Za-z0-9][!-~]+)$")
+    str, StringConstraints(min_length=3, max_length=2048,
+                           pattern=r"^(https?://[!-~]+|urn:[A-Za-z0-9][!-~]+|iso15459:[!-~]+)$")
 ]
 IND = Level.individual
 
@@ -68,6 +69,11 @@ class BatteryPassport(Strict):
         ll=2, din="6.1.2.2", level=IND, annex="1(a)", clause="Art. 77(3); Annex VI Part A(2); EN 18219",
         description="Unique product identifier: the web link encoded in the battery's QR code",
         default=...)
+    productIdentifierAliases: list[ProductId] | None = attr(
+        level=IND, appl="oooo", clause="Art. 77(3); EN 18219; ISO/IEC 15459",
+        description="The same battery's identifier in other schemes (e.g. an IEC 61406 link or an ISO/IEC 15459 "
+                    "identifier): aliases that resolve to this passport and can never name another battery",
+        max_length=20)
     granularity: Granularity = attr(
         level=IND, clause="EN 18223 Table 1; EN 18219 (model/batch/item)",
         description="Granularity of the passport", default=Granularity.item)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,10 +32,10 @@ from dbp.identifiers import IdentifierError, product_key
 from dbp.integrity import log as integrity_log
 from dbp.integrity.canonical import canonical_bytes, sha256_hex
 from dbp.integrity.signing import kid_of, sign_version
-from dbp.passports import paths
+from dbp.passports import aliases, paths
 from dbp.passports.attributes import AccessGroup
 from dbp.passports.clusters import BatteryStatus
-from dbp.passports.models import Passport, PassportVersion
+from dbp.passports.models import Passport, PassportVersion, ProductAlias
 from dbp.passports.redaction import index_of, redact
 from dbp.passports.schemas import (
     CONTENT_SPECIFICATION,
@@ -122,13 +122,15 @@ def key_of_product(product_id: str) -> str:
             "$.uniqueProductIdentifier", exc.rule, exc.details[0].message)]) from exc
 
 
-def _columns(doc: BatteryPassport) -> dict[str, Any]:
+def _columns(doc: BatteryPassport, *, key: bool = True) -> dict[str, Any]:
+    """The passport row's columns from ``doc``; ``key``: with ``product_key`` (not for updates: the identifier is
+    immutable, and a row keyed before the parsers existed keeps its ``unparsed:`` key)."""
     gp = doc.generalProductInformation
     mc = doc.materialComposition
     made = gp.manufacturingDate if gp else None
     return {
         "product_id": doc.uniqueProductIdentifier,
-        "product_key": key_of_product(doc.uniqueProductIdentifier),
+        **({"product_key": key_of_product(doc.uniqueProductIdentifier)} if key else {}),
         "dpp_status": (doc.dppStatus or DppStatus.draft).value,
         "battery_status": gp.batteryStatus.value if gp and gp.batteryStatus else None,
         "category": gp.batteryCategory.value if gp and gp.batteryCategory else None,
@@ -193,6 +195,8 @@ def insert_new(
         raise Conflict(f"product {doc.uniqueProductIdentifier} already has a passport in this repository: "
                        f"{taken.dpp_id}{same}")
     session.add(Passport(dpp_id=dpp_id, current_version=1, created_at=at, updated_at=at, **_columns(doc)))
+    aliases.bind(session, dpp_id=dpp_id, product_id=doc.uniqueProductIdentifier, key=key,
+                 aliases=doc.productIdentifierAliases or ())
     signature = sign_version(session, rendered.body)
     session.add(PassportVersion(dpp_id=dpp_id, version=1, created_at=at, change=change, signature=signature,
                                 **rendered.row()))
@@ -233,11 +237,14 @@ def append_version(session: Session, *, row: Passport, doc: BatteryPassport, cha
     result = session.execute(
         update(Passport)
         .where(and_(Passport.dpp_id == row.dpp_id, Passport.current_version == row.current_version))
-        .values(current_version=version, updated_at=at, **_columns(doc))
+        .values(current_version=version, updated_at=at, **_columns(doc, key=False))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("the passport was changed concurrently; retry with a fresh ETag")
+    aliases.bind(session, dpp_id=row.dpp_id, product_id=doc.uniqueProductIdentifier,
+                 key=row.product_key or key_of_product(doc.uniqueProductIdentifier),
+                 aliases=doc.productIdentifierAliases or ())
     _flush(session)
     row.current_version = version
     stored = StoredVersion(row.dpp_id, version, at, rendered.sha256, rendered.body, doc.economicOperatorId,
@@ -295,9 +302,23 @@ def current_versions(session: Session, *, dpp_ids: list[str]) -> list[tuple[Stor
             for d, n, at, sha, body, index, psha, pbody, op, sig in rows]
 
 
+def lookup_keys(product_id: str) -> tuple[str, ...]:
+    """The keys a product identifier may be stored under: its ``product_key``; for text the parsers refuse, the
+    ``unparsed:`` key migration 0010 gave identifiers stored before them (IdentifierError, a 400, if none)."""
+    try:
+        return (product_key(product_id),)
+    except IdentifierError:
+        return ("unparsed:" + product_id,)
+
+
 def dpp_id_of_product(session: Session, *, product_id: str) -> str:
-    """The passport of the product written ``product_id`` in any form of its scheme (400 if malformed)."""
-    dpp_id = session.scalar(select(Passport.dpp_id).where(Passport.product_key == product_key(product_id)))
+    """The passport of the product written ``product_id`` in any form of its scheme, or of the battery it is an
+    alias of (``productIdentifierAliases``); a malformed identifier that no legacy row holds is a 400."""
+    key = lookup_keys(product_id)[0]
+    dpp_id = session.scalar(select(Passport.dpp_id).where(Passport.product_key == key)) or \
+        aliases.dpp_id_of_alias(session, key=key)
+    if dpp_id is None and key.startswith("unparsed:"):
+        product_key(product_id)  # raises: the identifier's own refusal
     if dpp_id is None:
         raise NotFound(f"no passport for product {product_id}")
     return dpp_id
@@ -527,13 +548,10 @@ def search(session: Session, *, filters: dict[str, str | None], manufactured_fro
 def ids_by_product_ids(session: Session, *, product_ids: list[str], cursor: str | None,
                        limit: int) -> dict[str, Any]:
     """ReadDPPIdsByProductIds: the passports of the given products, paginated by dppId."""
-    keys = set()
-    for written in product_ids:  # a malformed identifier names no passport; the others still answer
-        try:
-            keys.add(product_key(written))
-        except IdentifierError:
-            continue
-    stmt = select(Passport.dpp_id, Passport.product_id, Passport.dpp_status).where(Passport.product_key.in_(keys))
+    keys = {lookup_keys(written)[0] for written in product_ids}  # a malformed one names no passport
+    stmt = select(Passport.dpp_id, Passport.product_id, Passport.dpp_status).where(or_(
+        Passport.product_key.in_(keys),
+        Passport.dpp_id.in_(select(ProductAlias.dpp_id).where(ProductAlias.key.in_(keys)))))
     rows, next_cursor = _keyset_page(session, stmt, cursor=cursor, limit=limit)
     return {"items": [{"productId": p, "dppId": d, "dppStatus": st} for d, p, st in rows], "nextCursor": next_cursor}
 

@@ -146,6 +146,7 @@ def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
             product_key(p.uniqueProductIdentifier)
         except IdentifierError as exc:
             yield FieldError("$.uniqueProductIdentifier", exc.rule, exc.details[0].message)
+    yield from _aliases(p)
     # Operator and facility identifiers (ESPR Art. 12): a text that claims GLN, LEI, EORI or ISO/IEC 15459
     # must obey that scheme; an opaque one (urn:, did:web:, free text) passes (dbp.identifiers.parties).
     gpi = p.generalProductInformation
@@ -182,6 +183,27 @@ def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
                 place.facilityId, p.facilityId, recognise_facility_identifier):
             yield FieldError("$.facilityId", "facility.consistent",
                              "facilityId differs from generalProductInformation.manufacturingPlace.facilityId")
+
+
+def _aliases(p: BatteryPassport) -> Iterator[FieldError]:
+    """Each alias parses, names this battery once and is not its product identifier again."""
+    try:
+        own: str | None = product_key(p.uniqueProductIdentifier)
+    except IdentifierError:
+        own = None
+    seen: set[str] = set()
+    for i, alias in enumerate(p.productIdentifierAliases or ()):
+        path = f"$.productIdentifierAliases[{i}]"
+        try:
+            key = product_key(alias)
+        except IdentifierError as exc:
+            yield FieldError(path, exc.rule, exc.details[0].message)
+            continue
+        if key == own:
+            yield FieldError(path, "alias.self", "this is the uniqueProductIdentifier itself, written another way")
+        elif key in seen:
+            yield FieldError(path, "alias.duplicate", "the same identifier is listed twice")
+        seen.add(key)
 
 
 def _same_party(a: str, b: str, recognise: Callable[[str], PartyIdentifier | None]) -> bool:

@@ -1,4 +1,4 @@
-"""passports.product_key: one battery, one passport, however its identifier is written
+"""passports.product_key and product_aliases: one battery, one passport, however its identifier is written
 
 Revision ID: 0010
 Revises: 0009
@@ -45,8 +45,18 @@ def upgrade() -> None:
     if keys:
         conn.execute(sa.text("UPDATE passports SET product_key = :k WHERE dpp_id = :d"), keys)
     op.create_index(op.f("ix_passports_product_key"), "passports", ["product_key"], unique=True)
+    op.create_table(
+        "product_aliases",
+        sa.Column("key", sa.String(length=2100), nullable=False),
+        sa.Column("dpp_id", sa.String(length=256), nullable=False),
+        sa.ForeignKeyConstraint(["dpp_id"], ["passports.dpp_id"], name=op.f("fk_product_aliases_dpp_id_passports")),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_product_aliases")),
+    )
+    op.create_index(op.f("ix_product_aliases_dpp_id"), "product_aliases", ["dpp_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_product_aliases_dpp_id"), table_name="product_aliases")
+    op.drop_table("product_aliases")
     op.drop_index(op.f("ix_passports_product_key"), table_name="passports")
     op.drop_column("passports", "product_key")
