@@ -71,7 +71,7 @@ def test_a_name_resolving_to_a_private_address_is_not_fetched() -> None:
     import socket
 
     host = socket.gethostname().lower()  # resolves (through /etc/hosts) to this machine's own address
-    with pytest.raises(FetchFailed, match=r"public addresses|resolvable host"):
+    with pytest.raises(FetchFailed, match=r"the endpoint's address is not allowed"):
         asyncio.run(fetcher.fetch(f"https://{host}", "urn:uuid:1"))
     assert seen == []
 
@@ -90,3 +90,63 @@ def test_listed_hosts_and_the_node_itself_are_allowed() -> None:
     assert check_endpoint("http://127.0.0.1:8000", own="http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
     with pytest.raises(BadRequest):
         check_endpoint("http://127.0.0.1:8124", http_hosts=["127.0.0.1:8123"])
+
+
+@pytest.mark.parametrize("url", ["http://2130706433/", "http://0x7f.1/", "http://[::ffff:127.0.0.1]/",
+                                 "http://[::127.0.0.1]/", "http://017700000001/", "http://127.1/",
+                                 "http://[64:ff9b::7f00:1]/", "http://[2002:7f00:1::]/",
+                                 "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "http://[::ffff:10.0.0.1]/"])
+def test_numeric_and_embedded_loopback_forms_are_refused(url: str) -> None:
+    """S3/S4: the host as httpx connects to it; numeric IPv4 forms and IPv4 inside IPv6 never reach a socket."""
+    from dbp import netguard
+
+    host = netguard.connect_host(url)
+    assert netguard.literal_refusal(host) is not None
+    with pytest.raises(netguard.AddressRefused):
+        netguard.check_resolved(host)
+    with pytest.raises(BadRequest) as caught:
+        check_endpoint(url.replace("http://", "https://"))
+    assert caught.value.details[0].rule == "endpoint.address"
+    seen: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200)
+
+    fetcher = HttpFetcher(transport=httpx.MockTransport(record))
+    with pytest.raises((FetchFailed, BadRequest)):
+        asyncio.run(fetcher.fetch(url.replace("http://", "https://"), "urn:uuid:1"))
+    assert seen == []
+
+
+def test_public_addresses_and_names_pass_the_literal_check() -> None:
+    from dbp import netguard
+
+    for host in ("8.8.8.8", "2a00:1450:4001:80b::200e", "repo.example", "xn--bcher-kva.example"):
+        assert netguard.literal_refusal(host) is None, host
+    assert netguard.connect_host("https://BÜCHER.example/x") == "xn--bcher-kva.example"
+
+
+def test_identity_encoding_is_asked_for_and_an_encoded_answer_refused() -> None:
+    import gzip
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("accept-encoding", ""))
+        bomb = gzip.compress(b"{" + b" " * 100_000 + b"}")
+        return httpx.Response(200, content=bomb, headers={"content-type": "application/json",
+                                                          "content-encoding": "gzip", "x-dpp-version": "1"})
+
+    with pytest.raises(FetchFailed, match="unencoded answer"):
+        _fetch(httpx.MockTransport(answer))
+    assert seen == ["identity"]
+
+
+def test_endpoints_are_normalised_for_storage_and_comparison() -> None:
+    from dbp.registry.fetch import normalise_endpoint
+
+    assert check_endpoint("HTTPS://Repo.Example:443/dpp/") == "https://repo.example/dpp"
+    assert check_endpoint("https://repo.example:8443") == "https://repo.example:8443"
+    assert normalise_endpoint("HTTP://LocalHost:80/") == "http://localhost"
+    assert check_endpoint("HTTP://127.0.0.1:8000/", own="http://127.0.0.1:8000") == "http://127.0.0.1:8000"

@@ -54,10 +54,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import re
-import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -73,6 +71,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from dbp import netguard
 from dbp.errors import VerificationError
 from dbp.integrity.canonical import DuplicateMember, canonical_bytes, sha256_hex, unique_members
 from dbp.integrity.signing import b64url
@@ -195,16 +194,13 @@ def did_web_url(did: str, *, http_hosts: frozenset[str] = frozenset()) -> str:
 
 
 def _public_host(host: str) -> None:
-    """Refuse a host that is, or resolves to, anything but public addresses."""
+    """Refuse a host that is, or resolves to, anything but public addresses (``dbp.netguard``: numeric IPv4
+    forms refused, embedded IPv4 judged too; the details are logged, the reason is generic)."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
-    except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise VerificationError(f"DID document: expected a resolvable host, got {host!r} ({exc})") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(str(address).split("%")[0])
-        if not ip.is_global:
-            raise VerificationError(f"DID document: expected a host on public addresses, got {host!r} at {ip} "
-                                    "(add it to DBP_DID_WEB_HTTP_HOSTS to allow it)")
+        netguard.check_resolved(host)
+    except netguard.AddressRefused:
+        raise VerificationError(f"DID document: expected a host on public addresses, got {host!r}: "
+                                f"{netguard.NOT_ALLOWED} (add it to DBP_DID_WEB_HTTP_HOSTS to allow it)") from None
 
 
 class DidWebResolver:
@@ -222,8 +218,9 @@ class DidWebResolver:
     def __call__(self, did: str) -> Mapping[str, Any]:
         url = did_web_url(did, http_hosts=self.http_hosts)
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        if self.check_addresses and host not in self.http_hosts and parts.netloc not in self.http_hosts:
+        host = netguard.connect_host(url)  # the host httpx connects to (IDNA 2008 A-label or IP literal)
+        if self.check_addresses and (parts.hostname or "") not in self.http_hosts and \
+                parts.netloc not in self.http_hosts:
             _public_host(host)
         deadline = time.monotonic() + 2 * self.timeout  # httpx's timeout is per read: a trickle never ends
         with httpx.Client(timeout=self.timeout, follow_redirects=False, transport=self.transport,

@@ -8,17 +8,21 @@ picks the in-process one for this node's own base URL and the network for every 
 **Server-side request forgery.** A registration names a URL this server then fetches, so (``check_endpoint``)
 an endpoint is an absolute ``https`` URL without user info, query or fragment; ``http`` and hosts on loopback,
 private, link-local or otherwise non-global addresses only for the hosts listed in
-``DBP_REGISTRY_ENDPOINT_HTTP_HOSTS``. ``HttpFetcher`` resolves the host again right before connecting and
-refuses any non-global address, follows no redirect, reads at most ``max_bytes`` and gives up after ``timeout``
-seconds (a trickle counts against one overall deadline). Known limit, as for did:web: the check and the
-connection resolve the name separately, so a DNS answer that changes in between (rebinding) is not caught.
+``DBP_REGISTRY_ENDPOINT_HTTP_HOSTS``. The host checked is the one httpx connects to (``dbp.netguard``: IDNA
+2008 A-label or IP literal; numeric IPv4 forms refused; IPv4 addresses embedded in IPv6 ones judged too).
+``HttpFetcher`` resolves the host again right before connecting and refuses any address that is not allowed
+(the client is told only "the endpoint's address is not allowed"; the details are logged), asks for
+``Accept-Encoding: identity`` and refuses an encoded answer (the size cap holds: nothing is inflated), follows
+no redirect, reads at most ``max_bytes`` and gives up after ``timeout`` seconds (a trickle counts against one
+overall deadline). Endpoints are stored normalised (``normalise_endpoint``) so that the resolver's join of
+registrations and nodes compares one spelling. Known limit, as for did:web: the check and the connection resolve
+the name separately and the connection is not pinned to the checked address, so a DNS answer that changes in
+between (rebinding) is not caught.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from dbp import netguard
 from dbp.errors import BadRequest, FieldError
 
 MAX_PASSPORT_BYTES = 1024 * 1024 + 64 * 1024  # the largest passport a repository stores, plus headroom
@@ -67,40 +72,64 @@ def _allowed(host: str, netloc: str, http_hosts: Iterable[str]) -> bool:
     return host in hosts or netloc in hosts
 
 
-def check_endpoint(endpoint: str, *, http_hosts: Iterable[str] = (), own: str | None = None,
-                   field: str = "$.endpoint") -> str:
-    """The endpoint normalised (no trailing slash), or ``BadRequest`` naming the rule it breaks. ``own`` (this
-    node's base URL) is always accepted: it is read in-process. Does no DNS lookup (``HttpFetcher`` does)."""
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def normalise_endpoint(endpoint: str) -> str:
+    """The one spelling of an endpoint that is stored and compared: scheme and host lower case, the scheme's
+    default port dropped, no trailing slash (the path as written). Text that is not a URL comes back stripped."""
     text = endpoint.strip().rstrip("/")
-    if own is not None and text == own.rstrip("/"):
-        return text
     parts = urlsplit(text)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise _refuse(field, "endpoint.scheme", f"expected an absolute https URL, got {endpoint!r:.120}")
-    if parts.username is not None or parts.password is not None or parts.query or parts.fragment or "#" in text:
-        raise _refuse(field, "endpoint.form", "expected scheme://host[:port][/path] without user info, query or "
-                                              "fragment")
+    if not parts.scheme or not parts.hostname:
+        return text
+    scheme = parts.scheme.lower()
     host = parts.hostname.lower()
     try:
         port = parts.port
     except ValueError:
+        return text
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None or port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def check_endpoint(endpoint: str, *, http_hosts: Iterable[str] = (), own: str | None = None,
+                   field: str = "$.endpoint") -> str:
+    """The endpoint normalised (``normalise_endpoint``), or ``BadRequest`` naming the rule it breaks. ``own``
+    (this node's base URL) is always accepted: it is read in-process. Does no DNS lookup (``HttpFetcher`` does)."""
+    text = endpoint.strip().rstrip("/")
+    if own is not None and normalise_endpoint(text) == normalise_endpoint(own):
+        return normalise_endpoint(text)
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise _refuse(field, "endpoint.scheme", f"expected an absolute https URL, got {endpoint!r:.120}")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment or "#" in text:
+        raise _refuse(field, "endpoint.form", "expected scheme://host[:port][/path] without user info, query or "
+                                              "fragment")
+    try:
+        port = parts.port
+    except ValueError:
         raise _refuse(field, "endpoint.port", f"expected a port 1..65535, got {parts.netloc!r:.80}") from None
-    netloc = f"{host}:{port}" if port else host
-    listed = _allowed(host, netloc, http_hosts)
-    if parts.scheme == "http" and not listed:
-        raise _refuse(field, "endpoint.https", f"expected https, got http://{netloc} (plain http only for the hosts "
-                                               "in DBP_REGISTRY_ENDPOINT_HTTP_HOSTS)")
+    try:
+        host = netguard.connect_host(text)  # what httpx connects to: IDNA A-label or bare IP literal
+    except ValueError as exc:
+        raise _refuse(field, "endpoint.form", f"expected a valid URL, got {exc}") from None
+    scheme = parts.scheme.lower()
+    written = parts.hostname.lower()
+    netlocs = {f"{h}:{port}" if port else h for h in (host, written)}
+    listed = any(_allowed(h, n, http_hosts) for h in (host, written) for n in netlocs)
+    if scheme == "http" and not listed:
+        raise _refuse(field, "endpoint.https", f"expected https, got http://{next(iter(netlocs))} (plain http only "
+                                               "for the hosts in DBP_REGISTRY_ENDPOINT_HTTP_HOSTS)")
     if not listed:
-        try:
-            ip = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            ip = None
-        if ip is not None and not ip.is_global:
-            raise _refuse(field, "endpoint.address", f"expected a host on public addresses, got {ip} (loopback, "
-                                                     "private, link-local: DBP_REGISTRY_ENDPOINT_HTTP_HOSTS only)")
+        reason = netguard.literal_refusal(host)
+        if reason is not None:
+            raise _refuse(field, "endpoint.address", f"{reason} (loopback, private, link-local: "
+                                                     "DBP_REGISTRY_ENDPOINT_HTTP_HOSTS only)")
         if host in ("localhost",) or host.endswith((".localhost", ".local", ".internal")):
             raise _refuse(field, "endpoint.address", f"expected a public host name, got {host!r}")
-    return text
+    return normalise_endpoint(text)
 
 
 def _refuse(field: str, rule: str, message: str) -> BadRequest:
@@ -109,25 +138,27 @@ def _refuse(field: str, rule: str, message: str) -> BadRequest:
 
 
 def _public_addresses(host: str) -> None:
-    """Refuse a host that is, or resolves to, anything but global addresses (blocking: call in a thread)."""
+    """Refuse a host that is, or resolves to, anything but allowed addresses (blocking: call in a thread). The
+    reason given is generic; ``dbp.netguard`` logs the details."""
     try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise FetchFailed(host, f"expected a resolvable host, got {host!r} ({exc})") from None
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not ip.is_global:
-            raise FetchFailed(host, f"expected a host on public addresses, got {host!r} at {ip}")
+        netguard.check_resolved(host)
+    except netguard.AddressRefused:
+        raise FetchFailed(host, netguard.NOT_ALLOWED) from None
 
 
 async def _read(client: httpx.AsyncClient, url: str, *, max_bytes: int, timeout: float) -> Fetched:
     deadline = time.monotonic() + 2 * timeout
 
     async def run() -> Fetched:
-        async with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
+        async with client.stream("GET", url, headers={"Accept": "application/json",
+                                                      "Accept-Encoding": "identity"}) as response:
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):  # the size cap holds for the bytes as sent: nothing inflated
+                raise FetchFailed(url, f"expected an unencoded answer (Accept-Encoding: identity), got "
+                                       f"Content-Encoding {encoding[:40]!r}")
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():  # decoded: the bytes the ETag names
+            async for chunk in response.aiter_bytes():  # identity only (checked above): the bytes the ETag names
                 size += len(chunk)
                 if size > max_bytes:
                     raise FetchFailed(url, f"expected a passport of at most {max_bytes} bytes, got more")
@@ -163,8 +194,12 @@ class HttpFetcher:
     async def fetch(self, endpoint: str, dpp_id: str) -> Fetched:
         url = passport_url(check_endpoint(endpoint, http_hosts=self.http_hosts), dpp_id)
         parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if self.check_addresses and not _allowed(host, parts.netloc.lower(), self.http_hosts):
+        host = netguard.connect_host(url)
+        port = parts.port
+        netloc = f"{host}:{port}" if port else host
+        written = (parts.hostname or "").lower()
+        listed = _allowed(host, netloc, self.http_hosts) or _allowed(written, parts.netloc.lower(), self.http_hosts)
+        if self.check_addresses and not listed:
             await asyncio.to_thread(_public_addresses, host)
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, transport=self.transport,
                                      trust_env=False) as client:
@@ -197,6 +232,6 @@ class NodeFetcher:
         self.remote = remote
 
     async def fetch(self, endpoint: str, dpp_id: str) -> Fetched:
-        if endpoint.rstrip("/") == self.own:
+        if normalise_endpoint(endpoint) == normalise_endpoint(self.own):
             return await self.local.fetch(endpoint, dpp_id)
         return await self.remote.fetch(endpoint, dpp_id)
