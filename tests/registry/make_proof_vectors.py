@@ -39,6 +39,13 @@ def raw_sign(header: bytes, payload: bytes, key: Ed25519PrivateKey = KEY) -> str
     return f"{signing_input}.{b64(key.sign(signing_input.encode()))}"
 
 
+def _sibling(last: str) -> str:
+    """Another base64url character with the same top two bits (the ones a 64-byte value's last character carries):
+    the same bytes decoded, a different spelling."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return alphabet[alphabet.index(last) ^ 1]
+
+
 def main() -> None:
     good = proofs.sign_proof(PAYLOAD, kid=KID, private_key=KEY)
     head, body, sig = good.split(".")
@@ -83,6 +90,8 @@ def main() -> None:
          "error": "revision: expected int"},
         {"name": "not-canonical-payload", "token": raw_sign(header, json.dumps(PAYLOAD, indent=1).encode()),
          "error": "expected RFC 8785 canonical JSON"},
+        {"name": "non-canonical-base64", "token": f"{head}.{body}.{sig[:-1]}{_sibling(sig[-1])}",
+         "error": "proof signature: expected canonical base64url"},
         {"name": "payload-array", "token": raw_sign(header, b"[1]"), "error": "proof payload: expected a JSON object"},
     ]
     public = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)

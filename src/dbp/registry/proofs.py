@@ -15,7 +15,8 @@ equal to it. The protected header is ``{"alg":"EdDSA","kid":"<registry key id>",
 JWK Set (``/.well-known/jwks.json``, retired keys stay published).
 
 ``verify_proof`` fails closed and checks preconditions first, each refusal a ``VerificationError("expected X,
-got Y")``: size and shape (three non-empty unpadded base64url parts: trailing garbage is a fourth part or a
+got Y")``: size and shape (three non-empty unpadded canonical base64url parts — non-zero trailing bits refused, so one
+token per signature —: trailing garbage is a fourth part or a
 character outside the alphabet), header (a JSON object of exactly alg/kid/typ, no duplicate members, ``alg``
 EdDSA — never ``none`` —, ``typ`` ours, ``kid`` a published key), the Ed25519 signature over ASCII(header "."
 payload) (RFC 7515 §5.2 step 8), then the payload (canonical JSON, so one byte string per proof; type
@@ -62,9 +63,13 @@ def _unb64url(text: str, what: str) -> bytes:
     if not text or not _B64URL.fullmatch(text):
         raise VerificationError(f"{what}: expected unpadded base64url, got {text!r:.40}")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise VerificationError(f"{what}: expected unpadded base64url, got {text!r:.40}") from None
+    if b64url(raw) != text:  # non-zero trailing bits: another spelling of the same bytes (RFC 4648 §3.5)
+        raise VerificationError(f"{what}: expected canonical base64url (zero trailing bits, RFC 4648 §3.5), got "
+                                f"{text[-8:]!r} at the end")
+    return raw
 
 
 def header(kid: str) -> dict[str, str]:
