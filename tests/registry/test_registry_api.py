@@ -33,9 +33,11 @@ def test_registration_returns_a_verifiable_signed_proof(server: ServerThread, cl
     assert verdict["valid"] is True and verdict["registration"]["current"] is True
 
 
-def _register(client: httpx.Client, p: dict[str, Any], base: str, **extra: Any) -> dict[str, Any]:
+def _register(client: httpx.Client, p: dict[str, Any], base: str, *, status: int = 201, **extra: Any
+              ) -> dict[str, Any]:
+    """Registers ``p``; ``status`` 201 for a new registration, 200 for a new revision of an existing one."""
     r = client.post("/api/v1/registerDPP", json=body_for(p, base, **extra))
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == status, r.text
     out: dict[str, Any] = r.json()
     return out
 
@@ -51,7 +53,7 @@ def test_update_is_a_new_revision_and_a_repeat_changes_nothing(server: ServerThr
     patched = client.patch(f"/api/v1/dpps/{p['dppId']}", content=b'{"contentSpecificationIds": ["urn:x:spec"]}',
                            headers={"Content-Type": "application/merge-patch+json"})
     assert patched.status_code == 200, patched.text
-    second = _register(client, p, server.base_url)
+    second = _register(client, p, server.base_url, status=200)
     assert second["revision"] == 2 and second["registrationId"] == first["registrationId"]
     payload = proofs.verify_proof(second["proof"], _keys(public))
     assert payload["dppVersion"] == 2 and payload["revision"] == 2
@@ -218,24 +220,26 @@ def test_registration_must_agree_with_the_passport(server: ServerThread, client:
 def test_an_identifier_is_held_by_one_registration_across_schemes(server: ServerThread, client: httpx.Client,
                                                                   public: httpx.Client,
                                                                   passport: dict[str, Any]) -> None:
-    a = create_passport(client, fresh(passport, "REG0007"))
-    b = create_passport(client, fresh(passport, "REG0008"))
     iec = "https://battery.maker.example/id/REG0007"
     iso = "iso15459:LA:MAKER:REG0007"
+    a = create_passport(client, {**fresh(passport, "REG0007"), "productIdentifierAliases": [iec]})
+    b = create_passport(client, {**fresh(passport, "REG0008"), "productIdentifierAliases": [iso]})
     ra = _register(client, a, server.base_url, aliases=[iec])
     assert [x["identifier"] for x in ra["registration"]["aliases"]] == [iec]
     # the alias resolves like the identifier, written any way its scheme allows
     found = public.get("/api/v1/registry/registrations", params={"productId": iec.replace("battery.maker",
                                                                                          "BATTERY.MAKER")})
     assert [i["registrationId"] for i in found.json()["items"]] == [ra["registrationId"]]
-    taken = assert_error(client.post("/api/v1/registerDPP", json=body_for(b, server.base_url, aliases=[iso, iec])),
-                         409, "ClientResourceConflict")
-    assert ra["registrationId"] in taken["message"][0]["text"]
-    # b's own identifier cannot become a's alias either
+    # an alias the passport does not list is refused (a's, or anyone's: evidence first; taken ones are a 409,
+    # tests/registry/test_registry_security.py)
+    unlisted = assert_error(client.post("/api/v1/registerDPP", json=body_for(b, server.base_url, aliases=[iso, iec])),
+                            422, "ClientErrorBadRequest")
+    assert [d["path"] for d in unlisted["message"][0]["details"]] == ["$.aliases[1]"]
     rb = _register(client, b, server.base_url, aliases=[iso])
+    assert [x["identifier"] for x in rb["registration"]["aliases"]] == [iso]
     clash = client.post("/api/v1/registerDPP", json=body_for(a, server.base_url, aliases=[iec,
                                                                                             b["uniqueProductIdentifier"]]))
-    assert rb["registrationId"] in assert_error(clash, 409, "ClientResourceConflict")["message"][0]["text"]
+    assert_error(clash, 422, "ClientErrorBadRequest")
     same = client.post("/api/v1/registerDPP", json=body_for(a, server.base_url, aliases=[a["uniqueProductIdentifier"]]))
     assert_error(same, 400, "ClientErrorBadRequest")
 
@@ -262,7 +266,7 @@ def test_a_successor_supersedes_its_confirmed_predecessors(server: ServerThread,
             f"/api/v1/registry/registrations/{reg['registrationId']}/events").json()["events"]]
         assert kinds == ["registered", "superseded"]
     # the predecessor's own change (inactive, successorDppIds) is registered too and it stays superseded
-    again = _register(client, preds[0], server.base_url)
+    again = _register(client, preds[0], server.base_url, status=200)
     assert again["registration"]["status"] == "superseded" and again["registration"]["dppVersion"] == 2
 
 
@@ -282,11 +286,7 @@ def test_custody_move_and_rerouting_are_logged_revisions(server: ServerThread, c
                                                                             "reference": "contract 7"})
     assert moved.status_code == 200, moved.text
     successor = org_headers(session_factory, server.base_url, role=Role.economic_operator, operator_id=new_op)
-    # registering the product again as the new operator is not how custody moves
-    again = public.post("/api/v1/registerDPP", json=body_for(p, server.base_url, economicOperatorId=new_op),
-                        headers=successor)
-    assert "routing" in assert_error(again, 409, "ClientResourceConflict")["message"][0]["text"]
-    # the old operator cannot hand the registration to someone the passport does not name; nor may a stranger
+    # a stranger cannot ask for the move
     stranger = org_headers(session_factory, server.base_url, role=Role.economic_operator, operator_id="urn:x:s")
     assert_error(public.post(routing, json={"economicOperatorId": new_op}, headers=stranger), 403, "ClientForbidden")
     assert_error(public.post(routing, json={"economicOperatorId": new_op}), 401, "ClientNotAuthorized")
@@ -297,6 +297,10 @@ def test_custody_move_and_rerouting_are_logged_revisions(server: ServerThread, c
     assert custody.json()["revision"] == 2 and custody.json()["registration"]["economicOperatorId"] == new_op
     payload = proofs.verify_proof(custody.json()["proof"], _keys(public))
     assert payload["economicOperatorId"] == new_op and payload["dppVersion"] == 2
+    # registering again as the new operator now changes nothing
+    again = public.post("/api/v1/registerDPP", json=body_for(p, server.base_url, economicOperatorId=new_op),
+                        headers=successor)
+    assert again.status_code == 200 and again.json()["changed"] is False, again.text
     # the old operator's service provider no longer speaks for the registration ... unless authorised by new_op
     assert_error(client.post(routing, json={"endpoint": "https://repo-new.example"}), 403, "ClientForbidden")
     # the new operator moves it to an endpoint that does not answer: refused, nothing changes
@@ -435,3 +439,38 @@ def test_a_predecessor_registered_after_its_successor_is_superseded_at_once(
     assert late["registration"]["status"] == "superseded"
     assert late["registration"]["successorRegistrationId"] == succ["registrationId"]
     assert "superseded by" in late["notes"][0]
+
+
+def test_a_responsibility_transfer_in_the_repository_is_followed_by_auto_registration(
+        server: ServerThread, client: httpx.Client, public: httpx.Client, session_factory: Any,
+        passport: dict[str, Any]) -> None:
+    """C1: after a responsibility transfer inside the repository, the worker's registerDPP (same endpoint, the new
+    operator, whose name the passport there carries) is a custody update — not a 409 for ever."""
+    import asyncio
+
+    from registry_helpers import org_headers
+
+    from dbp.access import service as access
+    from dbp.access.principal import Role
+    from dbp.registry.client import HttpRegistry
+    from dbp.registry.worker import Options, sync_once
+
+    p = create_passport(client, fresh(passport, "REGT1"))
+    reg = _register(client, p, server.base_url)
+    new_op = "urn:x:heir-operator"
+    moved = client.post(f"/api/v1/dpps/{p['dppId']}/responsibility", json={"operatorId": new_op,
+                                                                            "reference": "contract 8"})
+    assert moved.status_code == 200, moved.text
+    with session_factory.begin() as s:
+        org = access.create_org(s, name="Heir", operator_id=new_op, role=Role.economic_operator)
+        issued = access.create_client(s, org_id=org.id, role=Role.economic_operator)
+    registry = HttpRegistry(base_url=server.base_url, client_id=issued.client_id, client_secret=issued.client_secret)
+    report, _ = asyncio.run(sync_once(session_factory, registry, Options(endpoint=server.base_url)))
+    assert (report.registered, report.failed) == (1, 0), report.errors
+    now = public.get(f"/api/v1/registry/registrations/{reg['registrationId']}").json()
+    assert now["economicOperatorId"] == new_op and now["revision"] == 2 and now["dppVersion"] == 2
+    commission = org_headers(session_factory, server.base_url, role=Role.commission, operator_id="urn:x:ec5")
+    events = public.get(f"/api/v1/registry/registrations/{reg['registrationId']}/events",
+                        headers=commission).json()["events"]
+    assert [(e["revision"], e["kind"]) for e in events] == [(1, "registered"), (2, "custody")]
+    assert proofs.verify_proof(events[1]["proof"], _keys(public))["economicOperatorId"] == new_op

@@ -82,6 +82,37 @@ def check_receipt(answer: dict[str, Any], keys: dict[str, bytes], *, dpp_id: str
                    proof, payload["registeredAt"], payload)
 
 
+def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The answer as a JSON object; ``RegistrationFailed`` (temporary: a misbehaving registry may recover) for
+    anything else."""
+    try:
+        value = response.json()
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise RegistrationFailed(f"{what}: expected a JSON object from the registry, got HTTP "
+                                 f"{response.status_code} {response.text[:120]!r}")
+    return value
+
+
+def aliases_of(doc: dict[str, Any]) -> list[str]:
+    """The passport's ``productIdentifierAliases`` that are well-formed product identifiers (at most 20): sent as
+    the registration's aliases, which the registry accepts only because the passport lists them."""
+    from dbp.identifiers import IdentifierError, product_key
+
+    value = doc.get("productIdentifierAliases")
+    out: list[str] = []
+    for text in value if isinstance(value, list) else []:
+        if not isinstance(text, str):
+            continue
+        try:
+            product_key(text)
+        except IdentifierError:
+            continue
+        out.append(text)
+    return out[:20]
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -121,8 +152,12 @@ class HttpRegistry:
         if r.status_code != 200:
             raise RegistrationFailed(f"the registry refused this repository's credentials: {_error_text(r)}",
                                      permanent=r.status_code in (400, 401, 403))
-        body = r.json()
-        self._token = (str(body["access_token"]), time.monotonic() + max(int(body.get("expires_in", 60)) - 30, 5))
+        body = _json_object(r, "token")
+        token, expires = body.get("access_token"), body.get("expires_in", 60)
+        if not isinstance(token, str) or not token or isinstance(expires, bool) or not isinstance(expires, int | float):
+            raise RegistrationFailed(f"token: expected access_token (a string) and expires_in (seconds), got "
+                                     f"{sorted(body)[:10]!r}")
+        self._token = (token, time.monotonic() + max(int(expires) - 30, 5))
         return self._token[0]
 
     async def register(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -141,8 +176,7 @@ class HttpRegistry:
         if r.status_code not in (200, 201):
             raise RegistrationFailed(f"registry refused: {_error_text(r)}", permanent=400 <= r.status_code < 500
                                      and r.status_code not in (408, 429))
-        answer: dict[str, Any] = r.json()
-        return answer
+        return _json_object(r, "registerDPP")
 
     async def keys(self) -> dict[str, bytes]:
         if self._keys is not None and self._keys[1] > time.monotonic():
@@ -154,7 +188,7 @@ class HttpRegistry:
             raise RegistrationFailed(f"registry keys unreachable: {type(exc).__name__}: {exc}") from None
         if r.status_code != 200:
             raise RegistrationFailed(f"registry keys: {_error_text(r)}")
-        keys = proofs.keys_from_jwks(r.json())
+        keys = proofs.keys_from_jwks(_json_object(r, "registry keys"))
         self._keys = (keys, time.monotonic() + 60)
         return keys
 

@@ -1,5 +1,10 @@
 """A registration write end to end: authorise, read the passport at its endpoint (no transaction is open while the
-registry waits on the network), confirm predecessors, then one transaction through ``service``.
+registry waits on the network), confirm predecessors and successors, then one transaction through ``service``.
+
+A custody move by anyone but the Commission (``reroute``) first reads the passport at the CURRENTLY registered
+endpoint, which must already name the new operator (``service.check_custody_evidence``); only then is a new
+endpoint read (and must agree). The revision read before the network reads is passed on: a registration that
+changed meanwhile is a 409, never a silently merged update.
 
 Used by the HTTP routes (``run_write`` = the request's one transaction) and by the embedded repository client
 (``dbp.registry.client.EmbeddedRegistry``: the same process, no HTTP in between).
@@ -14,8 +19,8 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dbp.access.principal import Principal
-from dbp.errors import FieldError, Unauthorized, ValidationFailed
+from dbp.access.principal import Principal, Role
+from dbp.errors import BadRequest, FieldError, Unauthorized, ValidationFailed
 from dbp.registry import service
 from dbp.registry.fetch import FetchFailed, PassportFetcher, check_endpoint
 from dbp.registry.models import Registration
@@ -67,23 +72,53 @@ async def _confirmed(run_read: Run[Any], fetcher: PassportFetcher, facts: servic
     return frozenset(out)
 
 
+async def _confirmed_successors(run_read: Run[Any], fetcher: PassportFetcher, facts: service.PassportFacts,
+                                dpp_id: str) -> frozenset[str]:
+    """The successors (registered) this passport names whose own passport, read at their registered endpoint,
+    names ``dpp_id`` among its predecessors: a predecessor registered late is superseded only by those."""
+    wanted = service.successors_of(facts)
+    if not wanted:
+        return frozenset()
+
+    def lookup(session: Session) -> list[tuple[str, str]]:
+        return [(r.dpp_id, r.endpoint) for r in session.scalars(select(Registration).where(
+            Registration.dpp_id.in_(wanted), Registration.status == "active"))]
+
+    out = set()
+    for succ_id, endpoint in await run_read(lookup):
+        try:
+            succ = await read(fetcher, endpoint, succ_id)
+        except ValidationFailed:
+            continue
+        if service.names_predecessor(succ.doc, dpp_id):
+            out.add(succ_id)
+    return frozenset(out)
+
+
 async def register(*, run_read: Run[Any], run_write: Run[Any], fetcher: PassportFetcher, node: Node,
                    principal: Principal, req: RegisterRequest, request_id: str) -> service.Issued:
     if principal.is_anonymous:
         raise Unauthorized("registering a passport needs credentials (POST /api/v1/auth/token)")
     endpoint = check_endpoint(req.endpoint, http_hosts=node.http_hosts, own=node.base_url)
-    service.key_of(req.uniqueProductIdentifier, "$.uniqueProductIdentifier")
+    main_key = service.key_of(req.uniqueProductIdentifier, "$.uniqueProductIdentifier")
     for i, alias in enumerate(req.aliases or []):
-        service.key_of(alias, f"$.aliases[{i}]")
+        if service.key_of(alias, f"$.aliases[{i}]") == main_key:
+            raise BadRequest(f"alias {alias} is the product identifier itself",
+                             details=[FieldError(f"$.aliases[{i}]", "registry.alias", "expected another identifier")])
     await run_read(lambda s: service.authorise_write(s, principal, req.economicOperatorId))
     facts = await read(fetcher, endpoint, req.dppId)
     service.check_agreement(facts.url, service.disagreements(
         product_id=req.uniqueProductIdentifier, dpp_id=req.dppId, operator_id=req.economicOperatorId,
         facility_id=req.facilityId, granularity=req.granularity.value, doc=facts.doc))
+    if req.aliases:
+        unlisted = service.unlisted_aliases(req.aliases, facts.doc)
+        if unlisted:
+            raise ValidationFailed(f"aliases not listed by the passport at {facts.url}", details=unlisted)
     confirmed = await _confirmed(run_read, fetcher, facts, req.dppId)
+    successors = await _confirmed_successors(run_read, fetcher, facts, req.dppId)
     issued: service.Issued = await run_write(lambda s: service.register(
         s, principal=principal, req=req, endpoint=endpoint, facts=facts, confirmed_predecessors=confirmed,
-        registry=node.base_url, request_id=request_id))
+        confirmed_successors=successors, registry=node.base_url, request_id=request_id))
     return issued
 
 
@@ -95,18 +130,33 @@ async def reroute(*, run_read: Run[Any], run_write: Run[Any], fetcher: PassportF
     endpoint = None if change.endpoint is None else check_endpoint(change.endpoint, http_hosts=node.http_hosts,
                                                                    own=node.base_url)
 
-    def current(session: Session) -> tuple[str, str, str]:
+    def current(session: Session) -> tuple[str, str, str, int]:
         reg = service.get(session, registration_id=registration_id)
         service.authorise_routing(session, principal, current_operator=reg.operator_id,
                                   new_operator=change.economicOperatorId)
-        return reg.endpoint, reg.dpp_id, reg.operator_id
+        return reg.endpoint, reg.dpp_id, reg.operator_id, reg.revision
 
-    old_endpoint, dpp_id, operator = await run_read(current)
+    old_endpoint, dpp_id, operator, revision = await run_read(current)
+    new_operator = change.economicOperatorId
+    custody = service.is_custody(operator, new_operator)
+    evidence = None
+    if custody and principal.role is not Role.commission:
+        # S1: the repository holding custody must have recorded the responsibility transfer; only then is the new
+        # endpoint (possibly the requester's own) read at all
+        assert new_operator is not None
+        try:
+            evidence = await read(fetcher, old_endpoint, dpp_id)
+        except ValidationFailed:
+            evidence = None
+        service.check_custody_evidence(evidence, endpoint=old_endpoint, dpp_id=dpp_id, new_operator=new_operator)
     facts = None
     moved = endpoint is not None and endpoint != old_endpoint
-    if moved or (change.economicOperatorId is not None and change.economicOperatorId != operator):
-        facts = await read(fetcher, endpoint or old_endpoint, dpp_id)
+    if moved:
+        assert endpoint is not None
+        facts = await read(fetcher, endpoint, dpp_id)  # must agree (checked in service.reroute)
+    elif custody:
+        facts = evidence if evidence is not None else await read(fetcher, old_endpoint, dpp_id)
     issued: service.Issued = await run_write(lambda s: service.reroute(
         s, principal=principal, registration_id=registration_id, change=change, endpoint=endpoint, facts=facts,
-        registry=node.base_url, request_id=request_id))
+        evidence=evidence, expected_revision=revision, registry=node.base_url, request_id=request_id))
     return issued

@@ -11,7 +11,7 @@ signed proof, or why the last attempt failed and when to retry.
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dbp.db import Base
@@ -20,7 +20,11 @@ TS = String(27)  # fixed-width ISO 8601 UTC, as in passports
 
 
 class Registration(Base):
-    """A registered passport, as the registry holds it now (its history is in ``registration_events``)."""
+    """A registered passport, as the registry holds it now (its history is in ``registration_events``).
+
+    ``revision`` is the optimistic lock: every UPDATE is ``… WHERE registration_id = :id AND revision = :old``
+    (SQLAlchemy ``version_id_col``, the service sets the new revision), so two concurrent changes cannot both
+    become revision N+1 — the second finds no row and is refused (``StaleDataError`` → 409)."""
 
     __tablename__ = "registrations"
 
@@ -28,7 +32,7 @@ class Registration(Base):
     # dbp.identifiers.product_key of product_id: unique across every registration and every alias
     product_key: Mapped[str] = mapped_column(String(2100), unique=True, index=True)
     product_id: Mapped[str] = mapped_column(String(2048))  # as registered (the link in the QR code)
-    dpp_id: Mapped[str] = mapped_column(String(256), index=True)
+    dpp_id: Mapped[str] = mapped_column(String(256), unique=True, index=True)  # one registration per passport
     operator_id: Mapped[str] = mapped_column(String(512), index=True)
     facility_id: Mapped[str | None] = mapped_column(String(512), nullable=True)
     commodity_code: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -46,6 +50,8 @@ class Registration(Base):
     updated_at: Mapped[str] = mapped_column(TS)
     registrant: Mapped[str] = mapped_column(String(256))  # principal id of who registered it
     registrant_org: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __mapper_args__ = {"version_id_col": revision, "version_id_generator": False}  # noqa: RUF012
 
 
 class RegistrationAlias(Base):
@@ -67,6 +73,7 @@ class RegistrationEvent(Base):
     Appended, never updated (IR 2026/1778 Art. 10)."""
 
     __tablename__ = "registration_events"
+    __table_args__ = (UniqueConstraint("registration_id", "revision"),)  # one event per revision
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     registration_id: Mapped[str] = mapped_column(String(64), index=True)

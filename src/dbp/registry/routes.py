@@ -120,6 +120,8 @@ def _issued(issued: service.Issued) -> Response:
              tags=["EN 18222"], openapi_extra=_register_body(), status_code=201)
 async def register_dpp(request: Request, principal: PrincipalDep) -> Response:
     async def work() -> service.Issued:
+        if principal.is_anonymous:  # before the body is even read: no parser for strangers
+            raise Unauthorized("registering a passport needs credentials (POST /api/v1/auth/token)")
         req = parse_body(await _body(request), RegisterRequest)
         run_read, run_write = _runners(request)
         return await flow.register(run_read=run_read, run_write=run_write, fetcher=fetcher_of(request),
@@ -174,6 +176,8 @@ async def get_proof(request: Request, registrationId: RegistrationIdPath) -> Res
              summary="Routing change: new endpoint, successor operator (custody), backup provider")
 async def reroute(request: Request, principal: PrincipalDep, registrationId: RegistrationIdPath) -> Response:
     async def work() -> service.Issued:
+        if principal.is_anonymous:
+            raise Unauthorized("changing a registration needs credentials (POST /api/v1/auth/token)")
         change = parse_body(await _body(request), RoutingRequest)
         run_read, run_write = _runners(request)
         return await flow.reroute(run_read=run_read, run_write=run_write, fetcher=fetcher_of(request),

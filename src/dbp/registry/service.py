@@ -22,6 +22,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from dbp import cursors
 from dbp.access import service as access
@@ -81,17 +82,44 @@ def authorise_write(session: Session, principal: Principal, operator_id: str) ->
 
 def authorise_routing(session: Session, principal: Principal, *, current_operator: str, new_operator: str | None
                       ) -> None:
-    """A routing change: the Commission always; a custody move (``new_operator``) by the new operator; any other
-    change by the current operator."""
+    """Who may ask for a routing change: the Commission always; a custody move (``new_operator``) the new or the
+    current operator (or a service provider one of them authorised) — and then only with the evidence
+    :func:`check_custody_evidence` requires; any other change the current operator."""
     if principal.is_anonymous:
         raise Unauthorized("changing a registration needs credentials (POST /api/v1/auth/token)")
     if principal.role is Role.commission:
         return
     if new_operator is not None and new_operator != current_operator:
-        if may_speak_for(session, principal, new_operator):
+        if may_speak_for(session, principal, new_operator) or may_speak_for(session, principal, current_operator):
             return
-        raise Forbidden(f"a custody move to {new_operator} is made by that operator (or the Commission)")
+        raise Forbidden(f"a custody move to {new_operator} is asked for by that operator, the current operator "
+                        f"{current_operator} (or the Commission)")
     authorise_write(session, principal, current_operator)
+
+
+def is_custody(current_operator: str, new_operator: str | None) -> bool:
+    return new_operator is not None and new_operator != current_operator
+
+
+def check_custody_evidence(evidence: PassportFacts | None, *, endpoint: str, dpp_id: str, new_operator: str) -> None:
+    """Art. 77 responsibility transfer: a custody move by anyone but the Commission needs the passport read at the
+    CURRENTLY registered endpoint (the repository holding custody) to name the new operator already — the old
+    repository recorded the transfer. ``Forbidden`` with the reason otherwise; an unreadable current endpoint
+    (``evidence`` None: the operator is gone) leaves the move to the Commission."""
+    from dbp.registry.fetch import passport_url
+
+    if evidence is None:
+        raise Forbidden(f"a custody move to {new_operator} needs the passport at the registered endpoint {endpoint} "
+                        "to name that operator, and it could not be read there; only the Commission moves custody "
+                        "of a registration whose repository is gone")
+    if evidence.url != passport_url(endpoint, dpp_id):
+        raise Forbidden(f"a custody move to {new_operator}: expected the passport read at the registered endpoint "
+                        f"{endpoint}, got one read at {evidence.url}")
+    named = evidence.doc.get("economicOperatorId")
+    if named != new_operator:
+        raise Forbidden(f"a custody move to {new_operator}: expected the passport at the registered endpoint "
+                        f"{endpoint} (the repository holding custody) to name {new_operator} as its economic "
+                        f"operator (the responsibility transfer recorded there), got {named!r:.200}")
 
 
 def authorise_commission(principal: Principal, what: str) -> None:
@@ -218,6 +246,54 @@ def names_successor(doc: dict[str, Any], dpp_id: str) -> bool:
     """Does a predecessor passport confirm ``dpp_id`` as its successor (``successorDppIds``)?"""
     value = doc.get("successorDppIds")
     return isinstance(value, list) and dpp_id in value
+
+
+def successors_of(facts: PassportFacts) -> list[str]:
+    value = facts.doc.get("successorDppIds")
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, str) and len(v) <= 256][:MAX_PREDECESSORS]
+
+
+def names_predecessor(doc: dict[str, Any], dpp_id: str) -> bool:
+    """Does a successor passport confirm ``dpp_id`` as its predecessor (``predecessorDppIds``)?"""
+    value = doc.get("predecessorDppIds")
+    return isinstance(value, list) and dpp_id in value
+
+
+def listed_alias_keys(doc: dict[str, Any]) -> set[str]:
+    """The product keys of the passport's ``productIdentifierAliases`` (malformed entries ignored)."""
+    value = doc.get("productIdentifierAliases")
+    out: set[str] = set()
+    if isinstance(value, list):
+        for text in value[:MAX_PREDECESSORS]:
+            if isinstance(text, str):
+                try:
+                    out.add(product_key(text))
+                except IdentifierError:
+                    continue
+    return out
+
+
+def unlisted_aliases(aliases: Sequence[str], doc: dict[str, Any]) -> list[FieldError]:
+    """Each registration alias the passport does not list in ``productIdentifierAliases`` (compared by
+    ``identifiers.product_key``): an alias is evidence-backed or refused, so nobody registers another's identifier
+    as an alias of their own battery (identifier squatting).
+
+    What is not verifiable here: that the registrant owns the GS1 company prefix (or the IEC 61406 / ISO 15459
+    issuing agency code) of an alias or of the product identifier itself — the registry has no authoritative
+    source for prefix ownership; the passport's own statement, read at its endpoint, is the evidence."""
+    listed = listed_alias_keys(doc)
+    out = []
+    for i, text in enumerate(aliases):
+        try:
+            key = product_key(text)
+        except IdentifierError:
+            continue  # refused with its rule by _alias_rows
+        if key not in listed:
+            out.append(FieldError(f"$.aliases[{i}]", "registry.aliasUnlisted",
+                                  f"expected it among the passport's productIdentifierAliases, got {text!r:.200}"))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- views
@@ -415,14 +491,37 @@ def _flush(session: Session, what: str) -> None:
         session.flush()
     except IntegrityError:
         raise Conflict(f"{what} was registered concurrently; retry") from None
+    except StaleDataError:  # the optimistic UPDATE … WHERE revision = :old found another revision
+        raise Conflict(f"{what} changed concurrently; retry") from None
+
+
+def _expect_revision(reg: Registration, expected: int | None) -> None:
+    """The registration is still at the revision the caller decided on (its network reads took place before this
+    transaction): 409 otherwise."""
+    if expected is not None and reg.revision != expected:
+        raise Conflict(f"registration {reg.registration_id} changed concurrently (revision {expected} read, now "
+                       f"{reg.revision}); retry", details=[FieldError("$", "registry.revision",
+                                                                     f"expected revision {expected}, got "
+                                                                     f"{reg.revision}")])
 
 
 def register(session: Session, *, principal: Principal, req: RegisterRequest, endpoint: str, facts: PassportFacts,
-             confirmed_predecessors: frozenset[str] = frozenset(), registry: str, request_id: str) -> Issued:
+             confirmed_predecessors: frozenset[str] = frozenset(), confirmed_successors: frozenset[str] = frozenset(),
+             registry: str, request_id: str) -> Issued:
     """PostNewDPPToRegistry: a new registration (revision 1), or a new revision of the operator's registration of
     the same product (409 for another operator's or another passport's). Registration data identical to the
-    current revision change nothing: the current proof is returned again (a retried call is harmless)."""
+    current revision change nothing: the current proof is returned again (a retried call is harmless).
+
+    Another operator's registration is taken over here only as a custody update after a responsibility transfer
+    inside the same repository: the request's endpoint is the registered one and the passport read there names
+    the requesting operator (event ``custody``); a move to another endpoint goes through the routing change.
+    Aliases must be listed in the passport's ``productIdentifierAliases`` (422 otherwise); predecessors are
+    stored only when confirmed (their own passport names this one as successor)."""
     authorise_write(session, principal, req.economicOperatorId)
+    if req.aliases:
+        errors = unlisted_aliases(req.aliases, facts.doc)
+        if errors:
+            raise ValidationFailed(f"aliases not listed by the passport at {facts.url}", details=errors)
     main_key = key_of(req.uniqueProductIdentifier, "$.uniqueProductIdentifier")
     _check_backup(session, req.backupProvider)
     at = timestamp()
@@ -441,8 +540,13 @@ def register(session: Session, *, principal: Principal, req: RegisterRequest, en
                            registered_at=at, status="active", registrant=principal.subject[:256],
                            registrant_org=principal.org_id)
         created = True
+        custody = False
     else:
-        if reg.operator_id != req.economicOperatorId:
+        custody = reg.operator_id != req.economicOperatorId
+        from dbp.registry.fetch import passport_url
+
+        if custody and not (endpoint == reg.endpoint and facts.url == passport_url(reg.endpoint, reg.dpp_id)
+                            and facts.doc.get("economicOperatorId") == req.economicOperatorId):
             raise Conflict(f"product {req.uniqueProductIdentifier} is registered ({reg.registration_id}) by operator "
                            f"{reg.operator_id}; a custody move goes through POST /api/v1/registry/registrations/"
                            "{registrationId}/routing", details=[FieldError("$.economicOperatorId", "registry.operator",
@@ -454,7 +558,13 @@ def register(session: Session, *, principal: Principal, req: RegisterRequest, en
         created = False
     aliases = None if req.aliases is None else _alias_rows(
         session, registration_id=reg.registration_id, main_key=main_key, written=req.aliases)
-    predecessors = predecessors_of(facts)
+    claimed = predecessors_of(facts)
+    kept = set(confirmed_predecessors)
+    if not created:  # confirmed before (stored), or superseded by this registration: still confirmed
+        kept.update(orjson.loads(reg.predecessor_dpp_ids) if reg.predecessor_dpp_ids else [])
+        kept.update(session.scalars(select(Registration.dpp_id).where(
+            Registration.successor_registration_id == reg.registration_id)))
+    predecessors = [d for d in dict.fromkeys(claimed) if d in kept]
     values = {"product_id": req.uniqueProductIdentifier, "dpp_id": req.dppId, "operator_id": req.economicOperatorId,
               "facility_id": req.facilityId if req.facilityId is not None else facts.doc.get("facilityId"),
               "commodity_code": req.commodityCode, "granularity": req.granularity.value, "endpoint": endpoint,
@@ -462,12 +572,14 @@ def register(session: Session, *, principal: Principal, req: RegisterRequest, en
               "predecessor_dpp_ids": orjson.dumps(predecessors).decode() if predecessors else None}
     same_aliases = aliases is None or {a.key: a.written for a in aliases} == {
         a.key: a.written for a in _aliases(session, reg.registration_id)}
-    if not created and same_aliases and all(getattr(reg, k) == v for k, v in values.items()):
+    if not created and not custody and same_aliases and all(getattr(reg, k) == v for k, v in values.items()):
         latest = latest_proof(session, registration_id=reg.registration_id)
         return Issued(get_json(session, registration_id=reg.registration_id), latest["proof"], changed=False)
     for k, v in values.items():
         setattr(reg, k, v)
     reg.updated_at = at
+    if custody:
+        reg.registrant, reg.registrant_org = principal.subject[:256], principal.org_id
     if created:
         session.add(reg)
     else:
@@ -480,33 +592,43 @@ def register(session: Session, *, principal: Principal, req: RegisterRequest, en
         session.add_all(aliases)
         _flush(session, "an alias")
     proof = _sign(session, reg, facts.etag_verified, registry=registry, at=at)
-    data = _log(session, reg, kind="registered" if created else "updated", principal=principal, at=at, proof=proof,
-                request_id=request_id)
+    kind = "registered" if created else "custody" if custody else "updated"
+    data = _log(session, reg, kind=kind, principal=principal, at=at, proof=proof, request_id=request_id)
     notes = _supersede(session, reg, predecessors, confirmed_predecessors, principal=principal, at=at,
                        request_id=request_id)
-    notes += _superseded_by(session, reg, facts, principal=principal, at=at, request_id=request_id)
+    notes += _superseded_by(session, reg, confirmed_successors, principal=principal, at=at, registry=registry,
+                            request_id=request_id)
     if reg.status == "superseded":
         data = registration_json(reg, _aliases(session, reg.registration_id))
     return Issued(data, proof, created=created, notes=notes)
 
 
-def _superseded_by(session: Session, reg: Registration, facts: PassportFacts, *, principal: Principal, at: str,
-                   request_id: str) -> list[str]:
+def _superseded_by(session: Session, reg: Registration, confirmed: frozenset[str], *, principal: Principal, at: str,
+                   registry: str, request_id: str) -> list[str]:
     """A predecessor registered after its successor: superseded at once when both passports name each other (its
-    ``successorDppIds`` the successor, whose registered ``predecessorDppIds`` name it)."""
-    successors = facts.doc.get("successorDppIds")
-    if reg.status != "active" or not isinstance(successors, list) or not successors:
+    ``successorDppIds`` the successor, whose passport, read at its registered endpoint, names it among its
+    ``predecessorDppIds``: ``confirmed``). The successor's registration then lists it as a confirmed predecessor
+    (a new revision and proof of the successor's registration)."""
+    if reg.status != "active" or not confirmed:
         return []
-    names = [s for s in successors if isinstance(s, str)][:MAX_PREDECESSORS]
-    for succ in session.scalars(select(Registration).where(Registration.dpp_id.in_(names))
+    for succ in session.scalars(select(Registration).where(Registration.dpp_id.in_(sorted(confirmed)))
                                 .order_by(Registration.registered_at.desc())):
-        if reg.dpp_id in (orjson.loads(succ.predecessor_dpp_ids) if succ.predecessor_dpp_ids else []):
-            reg.status = "superseded"
-            reg.successor_registration_id = succ.registration_id
-            reg.revision += 1
-            session.flush()
-            _log(session, reg, kind="superseded", principal=principal, at=at, proof=None, request_id=request_id)
-            return [f"this registration is superseded by {succ.registration_id} (passport {succ.dpp_id})"]
+        if succ.registration_id == reg.registration_id:
+            continue
+        reg.status = "superseded"
+        reg.successor_registration_id = succ.registration_id
+        reg.revision += 1
+        _flush(session, f"registration {reg.registration_id}")
+        _log(session, reg, kind="superseded", principal=principal, at=at, proof=None, request_id=request_id)
+        listed = orjson.loads(succ.predecessor_dpp_ids) if succ.predecessor_dpp_ids else []
+        if reg.dpp_id not in listed and len(listed) < MAX_PREDECESSORS:
+            succ.predecessor_dpp_ids = orjson.dumps([*listed, reg.dpp_id]).decode()
+            succ.revision += 1
+            succ.updated_at = at
+            _flush(session, f"registration {succ.registration_id}")
+            proof = _sign(session, succ, False, registry=registry, at=at)
+            _log(session, succ, kind="updated", principal=principal, at=at, proof=proof, request_id=request_id)
+        return [f"this registration is superseded by {succ.registration_id} (passport {succ.dpp_id})"]
     return []
 
 
@@ -530,20 +652,28 @@ def _supersede(session: Session, successor: Registration, predecessors: list[str
         old.successor_registration_id = successor.registration_id
         old.revision += 1
         old.updated_at = at
-        session.flush()
+        _flush(session, f"registration {old.registration_id}")
         _log(session, old, kind="superseded", principal=principal, at=at, proof=None, request_id=request_id)
         notes.append(f"registration {old.registration_id} of predecessor {old.dpp_id} is superseded")
     return notes
 
 
 def reroute(session: Session, *, principal: Principal, registration_id: str, change: RoutingRequest,
-            endpoint: str | None, facts: PassportFacts | None, registry: str, request_id: str) -> Issued:
+            endpoint: str | None, facts: PassportFacts | None, registry: str, request_id: str,
+            evidence: PassportFacts | None = None, expected_revision: int | None = None) -> Issued:
     """A routing change (new endpoint, successor operator, backup provider): a new revision and proof, logged as
     ``custody`` when the operator changes, else ``rerouted``. ``facts`` is the passport read at the (new)
-    endpoint when the endpoint or the operator changes."""
+    endpoint when the endpoint or the operator changes; ``evidence`` the passport read at the currently
+    registered endpoint, which must name the new operator for a custody move by anyone but the Commission
+    (:func:`check_custody_evidence`). ``expected_revision``: the revision the caller's reads were based on (409
+    when it has changed since)."""
     reg = get(session, registration_id=registration_id)
     new_operator = change.economicOperatorId
     authorise_routing(session, principal, current_operator=reg.operator_id, new_operator=new_operator)
+    _expect_revision(reg, expected_revision)
+    if is_custody(reg.operator_id, new_operator) and principal.role is not Role.commission:
+        assert new_operator is not None
+        check_custody_evidence(evidence, endpoint=reg.endpoint, dpp_id=reg.dpp_id, new_operator=new_operator)
     if "backupProvider" in change.model_fields_set:
         _check_backup(session, change.backupProvider)
     at = timestamp()
@@ -570,7 +700,7 @@ def reroute(session: Session, *, principal: Principal, registration_id: str, cha
         return Issued(get_json(session, registration_id=registration_id), latest["proof"], changed=False)
     reg.revision += 1
     reg.updated_at = at
-    session.flush()
+    _flush(session, f"registration {registration_id}")
     proof = _sign(session, reg, etag, registry=registry, at=at)
     data = _log(session, reg, kind="custody" if custody else "rerouted", principal=principal, at=at, proof=proof,
                 request_id=request_id)

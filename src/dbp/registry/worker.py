@@ -6,7 +6,9 @@ current version — skipping those whose back-off has not yet
 run out. ``sync_once`` registers a batch: reads each current public view, builds the registration, asks the
 ``RegistryClient``, verifies the proof (``client.check_receipt``) and stores the receipt, or the error with
 exponential back-off (``BACKOFF_BASE`` · 2^attempts, at most ``BACKOFF_MAX``) in ``next_attempt_at``. No passport
-write waits on it or fails because of it; each receipt is its own short transaction.
+write waits on it or fails because of it; each receipt is its own short transaction. Whatever goes wrong with one
+passport (a refusal, an unverifiable proof, a registry answering garbage, an unexpected exception — logged with its
+traceback) is recorded as that passport's failure with back-off: the round goes on with the next one.
 
 ``AutoRegistrar`` runs ``sync_once`` every ``interval`` seconds as a task of the app's lifespan (sooner while a
 backlog remains); ``stop`` returns promptly, cancelling a round that is still waiting on the registry (its
@@ -32,7 +34,7 @@ from dbp.clock import timestamp
 from dbp.db import transaction
 from dbp.errors import VerificationError
 from dbp.passports.models import Passport, PassportVersion
-from dbp.registry.client import RegistrationFailed, RegistryClient, check_receipt
+from dbp.registry.client import RegistrationFailed, RegistryClient, aliases_of, check_receipt
 from dbp.registry.models import RegistryReceipt
 
 log = logging.getLogger("dbp.registry")
@@ -118,6 +120,7 @@ def _load(session: Session, dpp_ids: list[str], options: Options) -> list[_Item]
                             ("backupProvider", options.backup_node)):
             if value is not None:
                 body[name] = value
+        body["aliases"] = aliases_of(doc)  # what the passport lists (and the registry checks against it)
         out.append(_Item(dpp_id, body))
     return out
 
@@ -193,6 +196,13 @@ async def sync_once(factory: sessionmaker[Session], client: RegistryClient, opti
             report.errors.append((item.dpp_id, message))
             await asyncio.to_thread(_store, factory, item.dpp_id, failed=True, last_error=message[:4000],
                                     permanent=getattr(exc, "permanent", True))
+        except Exception as exc:  # a misbehaving registry (or a bug) fails this passport, never the round
+            log.exception("auto-registration of %s failed unexpectedly; backing off", item.dpp_id)
+            message = f"unexpected {type(exc).__name__}: {exc}"
+            report.failed += 1
+            report.errors.append((item.dpp_id, message))
+            await asyncio.to_thread(_store, factory, item.dpp_id, failed=True, last_error=message[:4000],
+                                    permanent=False)
         else:
             report.registered += 1
             await asyncio.to_thread(_store, factory, item.dpp_id, registration_id=receipt.registration_id,

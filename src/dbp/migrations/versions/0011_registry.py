@@ -45,7 +45,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("registration_id", name=op.f("pk_registrations")),
     )
     op.create_index(op.f("ix_registrations_product_key"), "registrations", ["product_key"], unique=True)
-    op.create_index(op.f("ix_registrations_dpp_id"), "registrations", ["dpp_id"], unique=False)
+    op.create_index(op.f("ix_registrations_dpp_id"), "registrations", ["dpp_id"], unique=True)
     op.create_index(op.f("ix_registrations_operator_id"), "registrations", ["operator_id"], unique=False)
     op.create_index(op.f("ix_registrations_status"), "registrations", ["status"], unique=False)
     op.create_index(op.f("ix_registrations_successor_registration_id"), "registrations",
@@ -74,6 +74,8 @@ def upgrade() -> None:
         sa.Column("data", sa.Text(), nullable=False),
         sa.Column("proof", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_registration_events")),
+        sa.UniqueConstraint("registration_id", "revision",
+                            name=op.f("uq_registration_events_registration_id")),
     )
     op.create_index(op.f("ix_registration_events_registration_id"), "registration_events", ["registration_id"],
                     unique=False)
