@@ -171,6 +171,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(credential_routes.router)
     from dbp.resolver import routes as resolver_routes  # the links operators configure on the resolver
     app.include_router(resolver_routes.router)
+    from dbp.replication import routes as replication_routes  # the change feed (issue 6)
+    replication_routes.install(app)
     if Role.registry in settings.roles:
         from dbp.registry import routes as registry_routes  # the registry node (registrations, proofs, nodes)
         app.include_router(registry_routes.router)

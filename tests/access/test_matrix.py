@@ -72,6 +72,7 @@ ORGS: dict[str, tuple[Role, str | None]] = {
     "notifiedBody": (Role.notified_body, "urn:dbp:test:notified-body"),
     "marketSurveillance": (Role.market_surveillance, "urn:dbp:test:msa"),
     "commission": (Role.commission, "urn:dbp:test:commission"),
+    "backupProvider": (Role.backup_provider, "urn:dbp:test:backup-provider"),  # not appointed by the operator
 }
 PRO = "urn:dbp:test:producer-responsibility-organisation"  # takes responsibility for waste batteries
 
@@ -253,7 +254,8 @@ class Case:
     @property
     def mismatch(self) -> bool:
         """A role with legitimate-interest purposes that stated none of them."""
-        return self.actor in ("repairer", "recycler", "wasteOperator", "purchaser", "stranger") and self.groups == P
+        return self.actor in ("repairer", "recycler", "wasteOperator", "purchaser", "stranger",
+                              "backupProvider") and self.groups == P
 
 
 CASES = [
@@ -281,6 +283,8 @@ CASES = [
     Case("notifiedBody-no-purpose", "notifiedBody", AUTH, writes=True),
     Case("marketSurveillance-inspection", "marketSurveillance", AUTH, header_purpose="inspection", writes=True),
     Case("commission-claim", "commission", AUTH, token_purpose="review", writes=True),
+    Case("backupProvider-backup", "backupProvider", P, header_purpose="backup", writes=True),
+    Case("backupProvider-no-purpose", "backupProvider", P),
     Case("device-key", "device", P, writes=True),
     Case("device-key-with-purpose", "device", P, header_purpose="dismantling"),
 ]
@@ -798,6 +802,38 @@ def test_client_of_one_organisation_against_another_organisations_passport(
         text = assert_error(r, 403, "ClientForbidden")
         assert "you cannot create one for" in text
         assert_logged(w, case, cid, action="create", outcome="denied", dpp_id=None, reason=text)
+
+
+# ----------------------------------------------------------------------------------------- the change feed
+FEED_METADATA = {"operator", "agent", "stranger", "notifiedBody", "marketSurveillance", "commission"}
+FEED_BODIES = {"operator", "agent", "stranger"}  # the stranger: bodies of its own passports (none here)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_feed_matrix(world: World, case: Case) -> None:
+    """GET /api/v1/feed (dbp.replication): the responsible operator and its authorised agent read entries and
+    bodies; authorities metadata of every passport; another operator only its own (none here); the anonymous
+    public 401; every other role — a backup provider the operator did not appoint included — 403. Each page and
+    each refusal is one access-log record."""
+    w = world
+    kw = {"token_purpose": case.token_purpose, "header_purpose": case.header_purpose}
+    for include in ("metadata", "body"):
+        r, cid = w.request("GET", "/api/v1/feed", case.actor, params={"include": include}, **kw)
+        if case.actor == "public":
+            assert_error(r, 401, "ClientNotAuthorized")
+        elif case.actor not in FEED_METADATA or (include == "body" and case.actor not in FEED_BODIES):
+            assert_error(r, 403, "ClientForbidden")
+        else:
+            assert r.status_code == 200, r.text
+            entries = r.json()["entries"]
+            assert [e["dppId"] for e in entries] == ([] if case.actor == "stranger" else [w.dpp])
+            assert all(("body" in e) == (include == "body") for e in entries)
+            if include == "body" and entries:
+                assert orjson.loads(entries[0]["body"]) == w.doc
+            row = assert_logged(w, case, cid, action="feed", outcome="granted", dpp_id=None)
+            assert orjson.loads(row.detail)[1] == f"entries={len(entries)}"
+            continue
+        assert_logged(w, case, cid, action="feed", outcome="denied", dpp_id=None)
 
 
 # ----------------------------------------------------------------------------------------- the access log

@@ -21,6 +21,7 @@ class Role(StrEnum):
     market_surveillance = "marketSurveillance"
     commission = "commission"
     device = "device"  # a battery management gateway posting dynamic data
+    backup_provider = "backupProvider"  # independent DPP service provider holding backup copies (ESPR Art. 10(4))
 
 
 AUTHORITIES = frozenset({Role.notified_body, Role.market_surveillance, Role.commission})

@@ -10,6 +10,7 @@ from dbp.db import Base, make_engine
 from dbp.integrity import models as _integrity_models  # noqa: F401
 from dbp.passports import models as _passport_models  # noqa: F401
 from dbp.registry import models as _registry_models  # noqa: F401
+from dbp.replication import models as _replication_models  # noqa: F401
 from dbp.resolver import models as _resolver_models  # noqa: F401
 
 config = context.config
