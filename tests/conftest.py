@@ -154,6 +154,7 @@ class ServerProcess:
                 value = ",".join(str(v) for v in value)
             env[f"DBP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         self.env = env
+        self.roles = list(settings["roles"]) if "roles" in settings else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServerProcess:
@@ -164,7 +165,10 @@ class ServerProcess:
         try:
             while True:
                 try:
-                    if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    health = httpx.get(f"{self.base_url}/health", timeout=1)
+                    # ours, not another test server that took the port between _free_port and the bind
+                    if health.status_code == 200 and self.proc.poll() is None and (
+                            self.roles is None or health.json().get("roles") == self.roles):
                         return self
                 except httpx.TransportError:
                     pass
