@@ -65,8 +65,9 @@ def _serve(settings: Settings) -> None:
 
     from dbp.app import create_app
 
+    # a feed stream (GET /api/v1/feed/stream) stays open for minutes: Ctrl-C waits at most 5 s for such responses
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                proxy_headers=False)
+                proxy_headers=False, timeout_graceful_shutdown=5)
 
 
 @db_app.command("upgrade")
