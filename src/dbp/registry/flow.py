@@ -48,12 +48,11 @@ async def read(fetcher: PassportFetcher, endpoint: str, dpp_id: str) -> service.
     return service.read_facts(fetched)
 
 
-async def _confirmed(run_read: Run[Any], fetcher: PassportFetcher, facts: service.PassportFacts,
-                     dpp_id: str) -> frozenset[str]:
-    """The predecessors (registered, active) whose own passport, read at their registered endpoint, names
-    ``dpp_id`` as successor: only those are superseded (a passport cannot take over another's registration by
-    naming it)."""
-    wanted = service.predecessors_of(facts)
+async def _confirmed(run_read: Run[Any], fetcher: PassportFetcher, wanted: list[str],
+                     names: Callable[[dict[str, Any]], bool]) -> frozenset[str]:
+    """Of the registered, active passports ``wanted``, those whose own passport, read at their registered
+    endpoint, ``names`` the passport being registered back (a passport cannot take over another's registration,
+    or claim another as its predecessor, just by naming it)."""
     if not wanted:
         return frozenset()
 
@@ -62,37 +61,29 @@ async def _confirmed(run_read: Run[Any], fetcher: PassportFetcher, facts: servic
             Registration.dpp_id.in_(wanted), Registration.status == "active"))]
 
     out = set()
-    for pred_id, endpoint in await run_read(lookup):
+    for other_id, endpoint in await run_read(lookup):
         try:
-            pred = await read(fetcher, endpoint, pred_id)
+            other = await read(fetcher, endpoint, other_id)
         except ValidationFailed:
             continue
-        if service.names_successor(pred.doc, dpp_id):
-            out.add(pred_id)
+        if names(other.doc):
+            out.add(other_id)
     return frozenset(out)
+
+
+async def _confirmed_predecessors(run_read: Run[Any], fetcher: PassportFetcher, facts: service.PassportFacts,
+                                  dpp_id: str) -> frozenset[str]:
+    """The predecessors whose passport names ``dpp_id`` as successor: only those are superseded."""
+    return await _confirmed(run_read, fetcher, service.predecessors_of(facts),
+                            lambda doc: service.names_successor(doc, dpp_id))
 
 
 async def _confirmed_successors(run_read: Run[Any], fetcher: PassportFetcher, facts: service.PassportFacts,
                                 dpp_id: str) -> frozenset[str]:
-    """The successors (registered) this passport names whose own passport, read at their registered endpoint,
-    names ``dpp_id`` among its predecessors: a predecessor registered late is superseded only by those."""
-    wanted = service.successors_of(facts)
-    if not wanted:
-        return frozenset()
-
-    def lookup(session: Session) -> list[tuple[str, str]]:
-        return [(r.dpp_id, r.endpoint) for r in session.scalars(select(Registration).where(
-            Registration.dpp_id.in_(wanted), Registration.status == "active"))]
-
-    out = set()
-    for succ_id, endpoint in await run_read(lookup):
-        try:
-            succ = await read(fetcher, endpoint, succ_id)
-        except ValidationFailed:
-            continue
-        if service.names_predecessor(succ.doc, dpp_id):
-            out.add(succ_id)
-    return frozenset(out)
+    """The successors whose passport names ``dpp_id`` among its predecessors: a predecessor registered late is
+    superseded only by those."""
+    return await _confirmed(run_read, fetcher, service.successors_of(facts),
+                            lambda doc: service.names_predecessor(doc, dpp_id))
 
 
 async def register(*, run_read: Run[Any], run_write: Run[Any], fetcher: PassportFetcher, node: Node,
@@ -114,7 +105,7 @@ async def register(*, run_read: Run[Any], run_write: Run[Any], fetcher: Passport
         unlisted = service.unlisted_aliases(req.aliases, facts.doc)
         if unlisted:
             raise ValidationFailed(f"aliases not listed by the passport at {facts.url}", details=unlisted)
-    confirmed = await _confirmed(run_read, fetcher, facts, req.dppId)
+    confirmed = await _confirmed_predecessors(run_read, fetcher, facts, req.dppId)
     successors = await _confirmed_successors(run_read, fetcher, facts, req.dppId)
     issued: service.Issued = await run_write(lambda s: service.register(
         s, principal=principal, req=req, endpoint=endpoint, facts=facts, confirmed_predecessors=confirmed,
