@@ -27,6 +27,7 @@ from dbp import clock
 from dbp.access.principal import Principal, Role
 from dbp.audit.models import AccessLog
 from dbp.clock import timestamp
+from dbp.csvcells import formula_safe
 from dbp.errors import BadRequest, FieldError, Unauthorized
 
 
@@ -259,17 +260,12 @@ def query(session: Session, *, viewer: Principal, dpp_id: str | None = None, pri
 CSV_COLUMNS = ("id", "at", "requestId", "principal", "principalKind", "orgId", "role", "purpose", "dppId",
                "passportOperatorId", "action", "detail", "outcome", "reason")
 
-# A spreadsheet evaluates a cell that starts with one of these as a formula (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
         value = orjson.dumps(value).decode()
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return formula_safe(str(value))
 
 
 def to_csv(items: Iterable[dict[str, Any]]) -> bytes:

@@ -43,6 +43,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from dbp.carrier import qr
+from dbp.csvcells import formula_safe
 from dbp.errors import BadRequest, FieldError
 
 MAX_LABELS = 5000  # one request or command; ~5000 labels render in well under a minute (about 210 A4 pages)
@@ -502,13 +503,9 @@ def file_stem(index: int, link: str) -> str:
     return stem
 
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _cell(value: str) -> str:
     """A manifest cell: printable, and a leading formula character quoted (OWASP CSV injection)."""
-    value = printable(value)
-    return "'" + value if value.startswith(_FORMULA) else value
+    return formula_safe(printable(value))
 
 
 def _zip_add(z: zipfile.ZipFile, name: str, data: bytes) -> None:

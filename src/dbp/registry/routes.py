@@ -29,6 +29,7 @@ from dbp.access.deps import PrincipalDep
 from dbp.access.principal import Principal
 from dbp.audit.service import AccessRecord
 from dbp.clock import timestamp
+from dbp.csvcells import formula_safe
 from dbp.deps import in_read_session, in_transaction
 from dbp.errors import BadRequest, DbpError, FieldError, Forbidden, NotAcceptable, Unauthorized, UnsupportedMediaType
 from dbp.http import correlation_id, json_response
@@ -246,10 +247,7 @@ def safe_cell(value: Any) -> str:
     prefixed with an apostrophe; lists are joined with spaces."""
     if value is None:
         return ""
-    text = " ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
+    return formula_safe(" ".join(str(v) for v in value) if isinstance(value, list) else str(value))
 
 
 def _next_page(operator_id: str | None, after: str) -> Callable[[Session], list[dict[str, Any]]]:
