@@ -17,10 +17,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.exc import SQLAlchemyError
 
 from dbp.carrier import qr, sheets
-from dbp.cli_settings import settings_or_exit
+from dbp.cli_settings import run_or_exit, settings_or_exit
 from dbp.errors import DbpError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -57,24 +56,11 @@ def register(app: typer.Typer) -> None:
         """Write the QR code of passport DPP_ID: it encodes the battery's product identifier link
         (uniqueProductIdentifier), never the passport id. Exit 0 written, 1 not found or error, 2 usage."""
         from dbp.carrier import service
-        from dbp.db import make_engine, make_sessionmaker
 
         opts = qr.QrOptions(format=_format_of(fmt, output), scale=scale, ecc=ecc, border=border)
         settings = settings_or_exit(exit_code=EXIT_USAGE, database_url=database_url)
-        engine = make_engine(settings.database_url, read_only=True)
-        try:
-            with make_sessionmaker(engine)() as session:
-                carried, image = service.qr_code(session, dpp_id=dpp_id, opts=opts)
-                session.rollback()
-        except DbpError as exc:
-            err.print(f"[red]{escape(exc.message)}[/red]")
-            raise typer.Exit(EXIT_ERROR) from None
-        except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            err.print(f"[red]cannot read {escape(settings.database_url)}:[/red] {escape(str(cause))}")
-            raise typer.Exit(EXIT_ERROR) from None
-        finally:
-            engine.dispose()
+        carried, image = run_or_exit(settings, lambda s: service.qr_code(s, dpp_id=dpp_id, opts=opts),
+                                     exit_code=EXIT_ERROR)
         if not qr.is_web_link(carried.product_id):
             err.print(f"[yellow]note:[/yellow] the product identifier {escape(carried.product_id)!s} is not an "
                       "http(s) link; the code carries it as the passport states it")
@@ -150,7 +136,6 @@ def register_labels(app: typer.Typer) -> None:
         --model, --operator (combinable) or repeated --dpp-id; at most 5000 labels. Exit 0 written, 1 nothing
         found or error, 2 usage."""
         from dbp.carrier import service
-        from dbp.db import make_engine, make_sessionmaker
 
         chosen = fmt or next((f for f in LabelFormat if output.suffix.lower() == f".{f.value}"), LabelFormat.pdf)
         if dpp_id and (batch or model or operator):
@@ -166,21 +151,8 @@ def register_labels(app: typer.Typer) -> None:
             err.print(f"[red]{escape(exc.message)}[/red]")
             raise typer.Exit(EXIT_USAGE) from None
         settings = settings_or_exit(exit_code=EXIT_USAGE, database_url=database_url)
-        engine = make_engine(settings.database_url, read_only=True)
-        try:
-            with make_sessionmaker(engine)() as session:
-                selected = service.label_rows(session, batch=batch, model=model, operator_id=operator,
-                                              dpp_ids=dpp_id)
-                session.rollback()
-        except DbpError as exc:
-            err.print(f"[red]{escape(exc.message)}[/red]")
-            raise typer.Exit(EXIT_ERROR) from None
-        except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            err.print(f"[red]cannot read {escape(settings.database_url)}:[/red] {escape(str(cause))}")
-            raise typer.Exit(EXIT_ERROR) from None
-        finally:
-            engine.dispose()
+        selected = run_or_exit(settings, lambda s: service.label_rows(
+            s, batch=batch, model=model, operator_id=operator, dpp_ids=dpp_id), exit_code=EXIT_ERROR)
         labels = [service.label_of(r) for r in selected]
         odd = sum(not qr.is_web_link(r.product_id) for r in selected)
         if odd:

@@ -12,12 +12,9 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 from rich.console import Console
-from rich.markup import escape
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dbp.cli_settings import settings_or_exit
-from dbp.errors import DbpError
+from dbp.cli_settings import run_or_exit, settings_or_exit
 
 T = TypeVar("T")
 EXIT_ERROR, EXIT_USAGE = 1, 2
@@ -26,23 +23,8 @@ DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy UR
 
 
 def _in_transaction(database_url: str | None, work: Callable[[Session], T]) -> T:
-    from dbp.db import make_engine, make_sessionmaker, transaction
-
     settings = settings_or_exit(exit_code=EXIT_USAGE, database_url=database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        with transaction(make_sessionmaker(engine)) as session:
-            return work(session)
-    except DbpError as exc:
-        rules = ", ".join(d.rule for d in exc.details)
-        err.print(f"[red]{escape(exc.message)}[/red]" + (f" ({escape(rules)})" if rules else ""))
-        raise typer.Exit(EXIT_ERROR) from None
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        err.print(f"[red]cannot use {escape(settings.database_url)}:[/red] {escape(str(cause))}")
-        raise typer.Exit(EXIT_ERROR) from None
-    finally:
-        engine.dispose()
+    return run_or_exit(settings, work, write=True, exit_code=EXIT_ERROR)
 
 
 def _print(data: Any) -> None:
