@@ -68,8 +68,19 @@ class QrImage:
     pixels: int
 
 
-def _refuse(name: str, message: str, rule: str) -> BadRequest:
+def refuse(name: str, message: str, rule: str) -> BadRequest:
+    """The 400 for a carrier parameter: its name, what was expected and given, the rule (codes and sheets)."""
     return BadRequest(f"{name}: {message}", details=[FieldError(name, rule, message)])
+
+
+def ecc_of(value: str | None, *, rule: str, default: Ecc = Ecc.M) -> Ecc:
+    """The error-correction level written ``value`` (any case); None: ``default``; BadRequest naming ``rule``."""
+    if value is None:
+        return default
+    try:
+        return Ecc(value.upper())
+    except ValueError:
+        raise refuse("ecc", f"expected one of L, M, Q, H, got {value!r}", rule) from None
 
 
 def options(*, format: str | None = None, scale: int | None = None, ecc: str | None = None,
@@ -81,19 +92,14 @@ def options(*, format: str | None = None, scale: int | None = None, ecc: str | N
         try:
             fmt = Format(format.lower())
         except ValueError:
-            raise _refuse("format", f"expected svg or png, got {format!r}", "qr.format") from None
-    level = chosen.ecc
-    if ecc is not None:
-        try:
-            level = Ecc(ecc.upper())
-        except ValueError:
-            raise _refuse("ecc", f"expected one of L, M, Q, H, got {ecc!r}", "qr.ecc") from None
+            raise refuse("format", f"expected svg or png, got {format!r}", "qr.format") from None
+    level = ecc_of(ecc, rule="qr.ecc", default=chosen.ecc)
     size = chosen.scale if scale is None else scale
     if not SCALE_MIN <= size <= SCALE_MAX:
-        raise _refuse("scale", f"expected pixels per module {SCALE_MIN}..{SCALE_MAX}, got {size}", "qr.scale")
+        raise refuse("scale", f"expected pixels per module {SCALE_MIN}..{SCALE_MAX}, got {size}", "qr.scale")
     quiet = chosen.border if border is None else border
     if not BORDER_MIN <= quiet <= BORDER_MAX:
-        raise _refuse("border", f"expected a quiet zone of {BORDER_MIN}..{BORDER_MAX} modules, got {quiet}",
+        raise refuse("border", f"expected a quiet zone of {BORDER_MIN}..{BORDER_MAX} modules, got {quiet}",
                       "qr.border")
     return QrOptions(format=fmt, scale=size, ecc=level, border=quiet)
 
@@ -110,7 +116,7 @@ def is_web_link(identifier: str) -> bool:
 def symbol(identifier: str, ecc: Ecc) -> segno.QRCode:
     """The QR symbol of ``identifier`` at level ``ecc`` (never raised); BadRequest when empty or too large."""
     if not identifier:
-        raise _refuse("uniqueProductIdentifier", "the passport has no product identifier to encode",
+        raise refuse("uniqueProductIdentifier", "the passport has no product identifier to encode",
                       "qr.empty")
     # Non-ASCII text is UTF-8 announced by an ECI header (ISO/IEC 18004 §6.4.2): without it readers guess
     # the character set (zbar reads UTF-8 bytes as Shift JIS). ASCII needs no ECI.
@@ -127,7 +133,7 @@ def _make(identifier: str, ecc: Ecc, encoding: str | None) -> segno.QRCode:
         fits = [lvl.value for lvl in Ecc if _fits(identifier, lvl, encoding)]
         hint = f"it fits at level {', '.join(fits)}" if fits else "it fits at no level"
         size = len(identifier.encode("utf-8"))
-        raise _refuse("ecc", f"the product identifier ({size} bytes) exceeds a QR code's capacity at level "
+        raise refuse("ecc", f"the product identifier ({size} bytes) exceeds a QR code's capacity at level "
                              f"{ecc.value}; {hint}", "qr.capacity") from None
 
 

@@ -44,7 +44,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from dbp.carrier import qr
 from dbp.csvcells import formula_safe
-from dbp.errors import BadRequest, FieldError
+from dbp.errors import BadRequest
 
 MAX_LABELS = 5000  # one request or command; ~5000 labels render in well under a minute (about 210 A4 pages)
 MODULE_MIN_MM = 0.25  # ~10 mil: below this office printers blur modules together and phones misread
@@ -133,21 +133,17 @@ class Geometry:
         return opts.margin + col * (self.cell_w + opts.gap), opts.margin + row * (self.cell_h + opts.gap)
 
 
-def _refuse(name: str, message: str, rule: str) -> BadRequest:
-    return BadRequest(f"{name}: {message}", details=[FieldError(name, rule, message)])
-
-
 def _num(name: str, value: float | None, lo: float, hi: float, default: float, what: str) -> float:
     v = default if value is None else value
     if not (isinstance(v, int | float) and math.isfinite(v) and lo <= v <= hi):
-        raise _refuse(name, f"expected {what} {lo:g}..{hi:g}, got {value}", f"labels.{name}")
+        raise qr.refuse(name, f"expected {what} {lo:g}..{hi:g}, got {value}", f"labels.{name}")
     return float(v)
 
 
 def _int(name: str, value: int | None, lo: int, hi: int, default: int, what: str) -> int:
     v = default if value is None else value
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise _refuse(name, f"expected {what} {lo}..{hi}, got {value}", f"labels.{name}")
+        raise qr.refuse(name, f"expected {what} {lo}..{hi}, got {value}", f"labels.{name}")
     return v
 
 
@@ -162,13 +158,8 @@ def options(*, page: str | None = None, columns: int | None = None, rows: int | 
         try:
             size = Page(page.lower())
         except ValueError:
-            raise _refuse("page", f"expected a4 or letter, got {page!r}", "labels.page") from None
-    level = qr.Ecc.M
-    if ecc is not None:
-        try:
-            level = qr.Ecc(ecc.upper())
-        except ValueError:
-            raise _refuse("ecc", f"expected one of L, M, Q, H, got {ecc!r}", "labels.ecc") from None
+            raise qr.refuse("page", f"expected a4 or letter, got {page!r}", "labels.page") from None
+    level = qr.ecc_of(ecc, rule="labels.ecc")
     opts = SheetOptions(
         page=size,
         columns=_int("columns", columns, COLUMNS_MIN, COLUMNS_MAX, COLUMNS_DEFAULT, "labels across a page"),
@@ -191,7 +182,7 @@ def file_kind(value: str | None) -> FileKind:
     try:
         return FileKind(value.lower())
     except ValueError:
-        raise _refuse("files", f"expected svg or png, got {value!r}", "labels.files") from None
+        raise qr.refuse("files", f"expected svg or png, got {value!r}", "labels.files") from None
 
 
 def png_scale(value: int | None) -> int:
@@ -205,7 +196,7 @@ def geometry(opts: SheetOptions) -> Geometry:
     cell_w = (page_w - 2 * opts.margin - (opts.columns - 1) * opts.gap) / opts.columns
     cell_h = (page_h - 2 * opts.margin - (opts.rows - 1) * opts.gap) / opts.rows
     if cell_w < 10 or cell_h < 10:
-        raise _refuse("columns" if cell_w < 10 else "rows",
+        raise qr.refuse("columns" if cell_w < 10 else "rows",
                       f"{opts.columns} × {opts.rows} labels with margin {opts.margin:g} mm and gap {opts.gap:g} mm "
                       f"on {opts.page.value} are {cell_w:.1f} × {cell_h:.1f} mm; a label needs at least 10 × 10 mm",
                       "labels.size")
@@ -220,12 +211,12 @@ def geometry(opts: SheetOptions) -> Geometry:
         side = min(cell_w - 2 * pad, 0.7 * (cell_h - 3 * pad))
     if opts.code_size is not None:
         if opts.code_size > hard:
-            raise _refuse("codeSize", f"labels of {cell_w:.1f} × {cell_h:.1f} mm hold a code of at most "
+            raise qr.refuse("codeSize", f"labels of {cell_w:.1f} × {cell_h:.1f} mm hold a code of at most "
                                       f"{max(hard, 0):.1f} mm beside its caption, got {opts.code_size:g}",
                           "labels.codeSize")
         side = opts.code_size
     if side < CODE_MIN:
-        raise _refuse("rows" if not beside else "columns",
+        raise qr.refuse("rows" if not beside else "columns",
                       f"labels of {cell_w:.1f} × {cell_h:.1f} mm leave no room for a code of at least "
                       f"{CODE_MIN:g} mm and a caption; use fewer columns or rows, or smaller margins",
                       "labels.size")
@@ -244,9 +235,9 @@ def geometry(opts: SheetOptions) -> Geometry:
 def check_batch(labels: Sequence[Label]) -> None:
     """BadRequest unless 1..MAX_LABELS labels."""
     if not labels:
-        raise _refuse("selection", "no labels to print", "labels.empty")
+        raise qr.refuse("selection", "no labels to print", "labels.empty")
     if len(labels) > MAX_LABELS:
-        raise _refuse("selection", f"expected at most {MAX_LABELS} labels in one sheet, got {len(labels)}; "
+        raise qr.refuse("selection", f"expected at most {MAX_LABELS} labels in one sheet, got {len(labels)}; "
                                    "split the batch (by model, or by lists of dppId)", "labels.max")
 
 
@@ -369,7 +360,7 @@ def _prepare(labels: Sequence[Label], opts: SheetOptions, geo: Geometry,
         modules = len(symbol.matrix)
         module = geo.side / (modules + 2 * opts.border)
         if module < MODULE_MIN_MM:
-            raise _refuse("codeSize", f"the code of label {i + 1} has {modules} modules plus a quiet zone of "
+            raise qr.refuse("codeSize", f"the code of label {i + 1} has {modules} modules plus a quiet zone of "
                                       f"{opts.border}: at {geo.side:.1f} mm its modules would be {module:.2f} mm, "
                                       f"below {MODULE_MIN_MM} mm; use a larger codeSize, fewer columns or rows, "
                                       "a lower ecc or a smaller border", "labels.moduleSize")
