@@ -139,6 +139,23 @@ class ServerThread:
         self.thread.join(timeout=10)
 
 
+def run_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, count: int) -> tuple[str, int, str]:
+    """``dbp demo --count N --no-serve`` on a fresh SQLite file in ``tmp_path`` (also the working directory) and a
+    free port: (database URL, port, its output); the command must succeed."""
+    from typer.testing import CliRunner
+
+    from dbp.cli import app as cli
+
+    port = _free_port()
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DBP_DATABASE_URL", url)
+    monkeypatch.setenv("DBP_PORT", str(port))
+    result = CliRunner().invoke(cli, ["demo", "--count", str(count), "--no-serve"])
+    assert result.exit_code == 0, result.output
+    return url, port, result.output
+
+
 class ServerProcess:
     """``python -m dbp serve`` in a process of its own on 127.0.0.1 — another node of a federation, with its own
     database — configured only by ``DBP_*`` environment variables built from ``settings`` (names as in

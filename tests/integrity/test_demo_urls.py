@@ -4,7 +4,6 @@ answer on a real server (the newcomer's path through issues 4 and 5: the scan li
 from __future__ import annotations
 
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -18,27 +17,19 @@ from dbp.config import Settings
 
 
 def test_demo_prints_working_integrity_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import ServerThread
+    from conftest import ServerThread, run_demo
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DBP_DATABASE_URL", url)
-    monkeypatch.setenv("DBP_PORT", str(port))
-    result = CliRunner().invoke(cli, ["demo", "--count", "3", "--no-serve"])
-    assert result.exit_code == 0, result.output
-    evidence = re.search(r"evidence bundle:\s+(\S+)", result.output)
-    verify = re.search(r"verify it \(2nd shell\):\s+\.venv/bin/dbp verify (\S+)", result.output)
-    checkpoint = re.search(r"transparency log:\s+(\S+)", result.output)
-    qr = re.search(r"its QR code \(PNG\):\s+(\S+)", result.output)
-    scan = re.search(r"scan -> resolver \(307\):\s+(\S+)", result.output)
-    linkset = re.search(r"its linkset \(RFC 9264\):\s+(\S+)", result.output)
-    registration = re.search(r"its registration:\s+(\S+)", result.output)
-    sample = re.search(r"sample passport \(JSON\):\s+(\S+)", result.output)
-    assert qr and scan and linkset and registration and sample, result.output
-    assert evidence and verify and checkpoint, result.output
+    url, port, output = run_demo(tmp_path, monkeypatch, count=3)
+    evidence = re.search(r"evidence bundle:\s+(\S+)", output)
+    verify = re.search(r"verify it \(2nd shell\):\s+\.venv/bin/dbp verify (\S+)", output)
+    checkpoint = re.search(r"transparency log:\s+(\S+)", output)
+    qr = re.search(r"its QR code \(PNG\):\s+(\S+)", output)
+    scan = re.search(r"scan -> resolver \(307\):\s+(\S+)", output)
+    linkset = re.search(r"its linkset \(RFC 9264\):\s+(\S+)", output)
+    registration = re.search(r"its registration:\s+(\S+)", output)
+    sample = re.search(r"sample passport \(JSON\):\s+(\S+)", output)
+    assert qr and scan and linkset and registration and sample, output
+    assert evidence and verify and checkpoint, output
     with ServerThread(create_app(Settings(database_url=url, environment="test", port=port)), port):
         deadline = time.monotonic() + 15
         while (r := httpx.get(evidence.group(1))).status_code != 200:  # once a checkpoint covers it (1 s)

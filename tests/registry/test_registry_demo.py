@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from conftest import run_demo
 from dbp.cli import app as cli
 from dbp.db import make_engine
 
 
 def test_demo_passports_are_registered_before_the_urls_are_printed(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DBP_DATABASE_URL", url)
-    monkeypatch.setenv("DBP_PORT", str(port))
-    result = CliRunner().invoke(cli, ["demo", "--count", "40", "--no-serve"])
-    assert result.exit_code == 0, result.output
+    url, port, _ = run_demo(tmp_path, monkeypatch, count=40)
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
