@@ -262,8 +262,9 @@ def prepare(raw: bytes | None, at: str) -> Prepared | Rejected:
         rendered = service._finalise(doc, dpp_id=dpp_id, at=at)
     except DbpError as exc:
         return Rejected(exc.message, exc.details)
-    return Prepared(service.key_of_product(doc.uniqueProductIdentifier), dpp_id, rendered, service._columns(doc), at,
-                    hashlib.sha256(raw).digest(), links, refusal, tuple(doc.productIdentifierAliases or ()))
+    columns = service._columns(doc)
+    return Prepared(columns["product_key"], dpp_id, rendered, columns, at, hashlib.sha256(raw).digest(), links,
+                    refusal, tuple(doc.productIdentifierAliases or ()))
 
 
 def prepare_batch(raws: list[bytes | None], at: str) -> list[Prepared | Rejected]:

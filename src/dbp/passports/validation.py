@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
@@ -20,9 +20,9 @@ from dbp.identifiers import (
     IdentifierError,
     PartyIdentifier,
     product_key,
-    recognise_facility_identifier,
-    recognise_operator_identifier,
 )
+from dbp.identifiers import recognise_facility_identifier as _recognise_facility
+from dbp.identifiers import recognise_operator_identifier as _recognise_operator
 from dbp.passports.attributes import Attribute, Kind, Requirement, collect_attributes
 from dbp.passports.clusters import BatteryStatus
 from dbp.passports.schemas import BatteryPassport, DppStatus
@@ -91,6 +91,11 @@ def _sum_rule(items: list[Any] | None, field: str, path: str, what: str) -> Iter
     if total > 100.0 + 1e-9:
         yield FieldError(path, "shares.sumAtMost100", f"{what} add up to {total:g} %, more than 100 %")
 
+
+# A fleet names a handful of operators and plants thousands of times: their recognition (5-8 µs each, several per
+# passport) is kept; refusals raise every time (exceptions are not cached).
+recognise_operator_identifier = lru_cache(maxsize=4096)(_recognise_operator)
+recognise_facility_identifier = lru_cache(maxsize=4096)(_recognise_facility)
 
 def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
     pd = p.performanceAndDurability
@@ -187,6 +192,8 @@ def _cross_field(p: BatteryPassport) -> Iterator[FieldError]:
 
 def _aliases(p: BatteryPassport) -> Iterator[FieldError]:
     """Each alias parses, names this battery once and is not its product identifier again."""
+    if not p.productIdentifierAliases:
+        return
     try:
         own: str | None = product_key(p.uniqueProductIdentifier)
     except IdentifierError:
