@@ -31,7 +31,8 @@ from dbp.db import make_engine, make_sessionmaker, sqlite_file
 from dbp.migrate import upgrade
 
 # log_state first: deleting it waits for an appender or checkpointer holding it, so what they commit is emptied too
-TABLES = ("log_state", "log_checkpoints", "log_leaves", "log_nodes", "resolver_links", "registry_receipts",
+TABLES = ("backup_alerts", "backup_rejections", "backup_versions", "backup_checkpoints", "backup_nodes",
+          "backup_sources", "log_state", "log_checkpoints", "log_leaves", "log_nodes", "resolver_links", "registry_receipts",
           "registration_events", "registration_aliases", "registrations", "registry_nodes", "access_log",
           "passport_links", "grants", "backup_appointments", "attestations", "product_aliases", "passport_versions",
           "passports", "api_keys", "api_clients", "users", "authorisations", "organisations")

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.telemetry import TelemetryConfig
 from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -115,7 +116,15 @@ def create_app(settings: Settings) -> FastAPI:
         if Role.repository in settings.roles and settings.auto_register:  # keeps registrations current
             from dbp.registry.worker import start_for
             registrar = start_for(app)
+        follower = None
+        if Role.backup in settings.roles and settings.backup_follow:  # follows the repositories it backs up
+            from dbp.replication.follower import Follower
+            follower = app.state.follower = Follower(app.state.sessionmaker, interval=settings.backup_interval,
+                                                     secret_key=settings.secret_key or DEVELOPMENT_SECRET)
+            follower.start()
         yield
+        if follower is not None:
+            await run_in_threadpool(follower.stop)
         if registrar is not None:
             await registrar.stop()
         await app.state.checkpointer.stop()
@@ -173,6 +182,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(resolver_routes.router)
     from dbp.replication import routes as replication_routes  # the change feed (issue 6)
     replication_routes.install(app)
+    if Role.backup in settings.roles:
+        from dbp.replication import backup_routes  # verified copies served when an operator is gone
+        app.include_router(backup_routes.router)
     if Role.registry in settings.roles:
         from dbp.registry import routes as registry_routes  # the registry node (registrations, proofs, nodes)
         app.include_router(registry_routes.router)

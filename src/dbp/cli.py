@@ -23,6 +23,7 @@ from dbp.config import Settings
 from dbp.integrity.verify_cli import register as register_verify_command
 from dbp.integrity.witness_cli import register as register_witness_commands
 from dbp.registry.cli import register as register_registry_commands
+from dbp.replication.backup_cli import register as register_backup_commands
 from dbp.replication.cli import register as register_feed_command
 from dbp.resolver.cli import register as register_resolver_commands
 from dbp.tamper_cli import register as register_tamper_commands
@@ -38,6 +39,7 @@ register_qr_command(app)
 register_registry_commands(app)
 register_resolver_commands(app)
 register_feed_command(app)
+register_backup_commands(app)
 err = Console(stderr=True)
 out = Console()
 

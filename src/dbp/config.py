@@ -130,6 +130,10 @@ class Settings(BaseSettings):
         default=None, pattern=r"^[0-9]{6,10}$", description="HS/CN/TARIC code named in registrations (6-10 digits)")
     registry_sync_interval: float = Field(default=5.0, gt=0, le=3600,
                                           description="seconds between two auto-registration rounds")
+    backup_follow: bool = Field(
+        default=True, description="the backup role follows its sources (dbp backup add) in a background thread")
+    backup_interval: float = Field(default=2.0, gt=0, le=3600,
+                                   description="seconds between two rounds of the backup follower per source")
     registry_endpoint_http_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated hosts (or host:port) whose passport endpoints the registry reads over plain "

@@ -149,14 +149,8 @@ def _arguments(step: str, body: object, keys: object, inclusion: object, checkpo
     return list(inclusion)
 
 
-def verify_entry(entry: dict[str, Any], *, body: bytes, keys: dict[str, bytes], inclusion: Sequence[bytes],
-                 checkpoint: VerifiedCheckpoint) -> VerifiedEntry:
-    """Verify one change-feed entry and its body against the repository's published version keys and a verified
-    checkpoint (steps in the module docstring). Returns the ``VerifiedEntry``; raises ``VerificationError``
-    (``ProofError`` for the Merkle steps) naming the first failed step."""
-    entry = _shape("shape", entry)
-    proof = _arguments("shape", body, keys, inclusion, checkpoint)
-
+def _document(entry: dict[str, Any], body: bytes, keys: dict[str, bytes]) -> bytes:
+    """Steps 2-4 (content hash, signature, leaf hash) of an entry whose shape was checked; the leaf hash."""
     digest = hashlib.sha256(body).hexdigest()
     if digest != entry["sha256"]:
         _fail("content hash", f"expected SHA-256 {entry['sha256']} of the body, got {digest}")
@@ -179,6 +173,17 @@ def verify_entry(entry: dict[str, Any], *, body: bytes, keys: dict[str, bytes], 
     if base64.b64encode(leaf_hash).decode("ascii") != entry["leafHash"]:
         _fail("leaf hash", f"expected leafHash {base64.b64encode(leaf_hash).decode('ascii')} (RFC 9162 §2.1.1 "
                            f"over the entry's leaf), got {entry['leafHash']}")
+    return leaf_hash
+
+
+def verify_entry(entry: dict[str, Any], *, body: bytes, keys: dict[str, bytes], inclusion: Sequence[bytes],
+                 checkpoint: VerifiedCheckpoint) -> VerifiedEntry:
+    """Verify one change-feed entry and its body against the repository's published version keys and a verified
+    checkpoint (steps in the module docstring). Returns the ``VerifiedEntry``; raises ``VerificationError``
+    (``ProofError`` for the Merkle steps) naming the first failed step."""
+    entry = _shape("shape", entry)
+    proof = _arguments("shape", body, keys, inclusion, checkpoint)
+    leaf_hash = _document(entry, body, keys)
 
     size, root = checkpoint.checkpoint.size, checkpoint.checkpoint.root_hash
     position = entry["position"]
@@ -190,8 +195,89 @@ def verify_entry(entry: dict[str, Any], *, body: bytes, keys: dict[str, bytes], 
     except VerificationError as exc:
         _fail("inclusion", f"RFC 9162 §2.1.3.2: {exc.message}", exc)
 
-    return VerifiedEntry(position, entry["dppId"], entry["version"], entry["sha256"], kid, leaf_hash, body, size,
-                         root, entry)
+    return VerifiedEntry(position, entry["dppId"], entry["version"], entry["sha256"], entry["kid"], leaf_hash, body,
+                         size, root, entry)
+
+
+def verify_entry_in_tree(entry: dict[str, Any], *, body: bytes, keys: dict[str, bytes], audited: AuditedTree,
+                         leaf_hash: bytes) -> VerifiedEntry:
+    """``verify_entry`` for a backup that rebuilt the log's tree itself (``audit_leaves``): steps 1-5 as there,
+    and step 6, ``inclusion``, is that the leaf rebuilt from the entry is the leaf ``leaf_hash`` the backup
+    holds at the entry's position of ``audited`` — a tree whose root equals a verified checkpoint's, so every
+    leaf in it is included (RFC 9162 §2.1.3: an inclusion proof only re-derives that root). Cheaper than a
+    proof per entry, and it needs nothing from the repository but the leaves."""
+    entry = _shape("shape", entry)
+    _arguments("shape", body, keys, [], audited.checkpoint)
+    if type(leaf_hash) is not bytes or len(leaf_hash) != merkle.HASH_SIZE:
+        _fail("shape", f"leaf_hash: expected {merkle.HASH_SIZE} bytes, got {leaf_hash!r:.80}")
+    rebuilt = _document(entry, body, keys)
+    size, root = audited.size, audited.root
+    position = entry["position"]
+    if position >= size:
+        _fail("tree size", f"expected position < the audited tree size {size}, got {position}")
+    if rebuilt != leaf_hash:
+        held, got = base64.b64encode(leaf_hash).decode("ascii"), base64.b64encode(rebuilt).decode("ascii")
+        _fail("inclusion", f"expected the entry's leaf to be {held}, the leaf at position {position} of the audited "
+                           f"log, got {got} (the feed and the log disagree)")
+    return VerifiedEntry(position, entry["dppId"], entry["version"], entry["sha256"], entry["kid"], rebuilt, body,
+                         size, root, entry)
+
+
+# ------------------------------------------------------------------------------------------------ leaf audit
+@dataclass(frozen=True, slots=True)
+class AuditedTree:
+    """A tree the backup rebuilt from the log's leaves whose root equals the verified ``checkpoint``'s."""
+
+    size: int
+    root: bytes
+    checkpoint: VerifiedCheckpoint
+
+
+def audit_leaves(frontier: merkle.Frontier, leaves: Sequence[object], *, start: int
+                 ) -> tuple[merkle.Frontier, list[merkle.Subtree]]:
+    """Append the leaves-API items ``leaves`` (``{"leafIndex", "leafData", "leafHash", …}``, as ``GET
+    /api/v1/log/leaves`` serves them) to ``frontier`` (which holds the leaves below ``start``): each must be the
+    next index, and its hash is computed here from ``leafData`` (RFC 9162 §2.1.1) and must equal the
+    ``leafHash`` served. Returns the extended frontier (a new one: ``frontier`` is not changed) and every complete
+    subtree the leaves completed (what a store keeps). Step ``leaves``."""
+    if frontier.size != start:
+        _fail("leaves", f"expected the audited tree to hold {start} leaves, got {frontier.size}")
+    work = frontier.copy()
+    completed: list[merkle.Subtree] = []
+    for i, item in enumerate(leaves):
+        index = start + i
+        if not isinstance(item, dict) or item.get("leafIndex") != index:
+            got = item.get("leafIndex") if isinstance(item, dict) else type(item).__name__
+            _fail("leaves", f"expected leaf {index}, got {got!r:.40}")
+        data, served = item.get("leafData"), item.get("leafHash")
+        if not isinstance(data, str) or not isinstance(served, str) or len(data) > 64 * 1024:
+            _fail("leaves", f"leaf {index}: expected leafData and leafHash (base64), got neither")
+        try:
+            raw = base64.b64decode(data.encode("ascii"), validate=True)
+        except (UnicodeEncodeError, binascii.Error, ValueError):
+            _fail("leaves", f"leaf {index}: leafData is not standard base64")
+        leaf_hash = merkle.hash_leaf(raw)
+        if base64.b64encode(leaf_hash).decode("ascii") != served:
+            _fail("leaves", f"leaf {index}: expected leafHash {base64.b64encode(leaf_hash).decode('ascii')} over its "
+                            f"leafData, got {served!r:.60}")
+        completed.extend(work.append(leaf_hash))
+    return work, completed
+
+
+def check_audited_root(frontier: merkle.Frontier, checkpoint: VerifiedCheckpoint) -> AuditedTree:
+    """The rebuilt tree must have the checkpoint's size and root (step ``leaves``): else the leaves served are
+    not the log the repository signed."""
+    if not isinstance(checkpoint, VerifiedCheckpoint):
+        _fail("leaves", f"checkpoint: expected a VerifiedCheckpoint, got {type(checkpoint).__name__}")
+    size, root = checkpoint.checkpoint.size, checkpoint.checkpoint.root_hash
+    if frontier.size != size:
+        _fail("leaves", f"expected {size} leaves audited, got {frontier.size}")
+    got = frontier.root()
+    if got != root:
+        _fail("leaves", f"expected the leaves to hash to the checkpoint's root {base64.b64encode(root).decode()} at "
+                        f"size {size}, got {base64.b64encode(got).decode()} (the leaves served are not the log "
+                        "that was signed)")
+    return AuditedTree(size, root, checkpoint)
 
 
 def _tree(step: str, name: str, value: object) -> tuple[int, bytes]:

@@ -1,0 +1,125 @@
+"""The backup node over HTTP (role ``backup``):
+
+* ``GET /backup/api/v1/dpps/{dppId}[?version=]`` — the newest verified copy (or that version), with the same
+  access rules as the repository (``dbp.passports.guard.view_on``: the policy decides which view the caller
+  reads) and the same durable access-log record before it is answered. The registry lists a backup node with
+  the endpoint ``{base}/backup``, so the resolver's ``{endpoint}/api/v1/dpps/{dppId}`` lands here when the
+  operator's repository is gone. Headers as on the repository (ETag, X-DPP-Version, X-DPP-Signature for the
+  full signed version) plus ``X-DPP-Served-By: backup`` and the source it came from.
+* ``GET /backup/api/v1/dpps/{dppId}/evidence[?version=]`` — the evidence bundle of that copy, built from the
+  backup's own tree and the repository's signed checkpoint (``backup.bundle``): ``dbp verify`` checks it
+  against the original operator's keys.
+* ``GET /api/v1/backup/status`` — per source: status, cursor, tree size, lag (``lagLeaves``), counts,
+  rejections, alerts, last error (authenticated callers; no secrets in it). ``GET /api/v1/backup/rejections``
+  and ``/api/v1/backup/alerts`` list what was refused and what the witness caught.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from dbp.access.deps import PrincipalDep
+from dbp.access.principal import Principal
+from dbp.audit.service import Action
+from dbp.clock import timestamp
+from dbp.deps import in_read_session
+from dbp.errors import Unauthorized
+from dbp.http import json_response
+from dbp.integrity.evidence import bundle_json
+from dbp.passports import guard
+from dbp.passports.attributes import AccessGroup
+from dbp.passports.service import StoredVersion
+from dbp.replication import backup
+from dbp.replication.models import BackupVersion
+
+router = APIRouter(tags=["backup node"])
+PUBLIC = frozenset({AccessGroup.public})
+
+DppId = Annotated[str, Path(max_length=256)]
+Version = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+SourceId = Annotated[str | None, Query(alias="sourceId", max_length=64)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _stored(copy: BackupVersion) -> StoredVersion:
+    return StoredVersion(copy.dpp_id, copy.version, copy.created_at, copy.sha256, bytes(copy.canonical),
+                         copy.operator_id, None, copy.signature, copy.public_sha256)
+
+
+def _headers(copy: BackupVersion, v: StoredVersion) -> dict[str, str]:
+    return {**v.headers(), "X-DPP-Served-By": "backup", "X-DPP-Backup-Source": copy.source_id,
+            "X-DPP-Backup-Verified-At": copy.verified_at}
+
+
+async def _copy(request: Request, dpp_id: str, version: int | None) -> BackupVersion:
+    def read(s: Any) -> BackupVersion:
+        row = backup.current_copy(s, dpp_id=dpp_id, version=version)
+        s.expunge(row)
+        return row
+    return await in_read_session(request, read)
+
+
+@router.get("/backup/api/v1/dpps/{dppId}", summary="A passport as the backup holds it (verified copy)")
+async def read_copy(request: Request, principal: PrincipalDep, dppId: DppId, version: Version = None) -> Response:
+    copy = await _copy(request, dppId, version)
+    v, decision = await guard.view_on(request.app.state, principal, _stored(copy))
+    await guard.log_read(request, principal, action=Action.read if version is None else Action.read_version,
+                         dpp_id=copy.dpp_id, operator_id=copy.operator_id,
+                         detail=[*sorted(g.value for g in decision.groups), f"backup:{copy.source_id}"],
+                         reason=decision.reason)
+    return Response(v.body, media_type="application/json", headers=_headers(copy, v))
+
+
+@router.get("/backup/api/v1/dpps/{dppId}/evidence", summary="Evidence bundle of a verified copy")
+async def read_copy_evidence(request: Request, principal: PrincipalDep, dppId: DppId,
+                             version: Version = None) -> Response:
+    copy = await _copy(request, dppId, version)
+    full = _stored(copy)
+    _, decision = await guard.view_on(request.app.state, principal, full)
+    if decision.everything:
+        view, document = "full", full.body
+    else:
+        view = "public"
+        document, _ = request.app.state.views.get(copy.dpp_id, copy.version, PUBLIC, full.body, None)
+    made = await in_read_session(request, lambda s: backup.bundle(s, copy=copy, view=view, document=document,
+                                                                    issued_at=timestamp()))
+    await guard.log_read(request, principal, action=Action.read_evidence, dpp_id=copy.dpp_id,
+                         operator_id=copy.operator_id, detail=[view, f"backup:{copy.source_id}"],
+                         reason=decision.reason)
+    return Response(bundle_json(made), media_type="application/json",
+                    headers={"X-DPP-Served-By": "backup", "X-DPP-Backup-Source": copy.source_id,
+                             "Cache-Control": "no-store"})
+
+
+def _known(principal: Principal) -> None:
+    if principal.is_anonymous:
+        raise Unauthorized("the backup's status needs credentials (POST /api/v1/auth/token)")
+
+
+@router.get("/api/v1/backup/status", summary="Per followed repository: cursor, lag, counts, health")
+async def get_status(request: Request, principal: PrincipalDep) -> Response:
+    _known(principal)
+    rows = await in_read_session(request, lambda s: [st.as_json() for st in backup.status(s)])
+    return json_response({"sources": rows}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api/v1/backup/rejections", summary="Feed entries the backup refused, with the failed step")
+async def get_rejections(request: Request, principal: PrincipalDep, source_id: SourceId = None,
+                         limit: Limit = 100) -> Response:
+    _known(principal)
+    rows = await in_read_session(request, lambda s: backup.rejections_json(s, source_id=source_id, limit=limit))
+    return json_response({"rejections": rows}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api/v1/backup/alerts", summary="What the backup's witness check caught, with the evidence")
+async def get_alerts(request: Request, principal: PrincipalDep, source_id: SourceId = None,
+                     limit: Limit = 100) -> Response:
+    _known(principal)
+    rows = await in_read_session(request, lambda s: backup.alerts_json(s, source_id=source_id, limit=limit))
+    if source_id is not None and not rows:
+        await in_read_session(request, lambda s: backup.get_source(s, source_id=source_id))  # NotFound if unknown
+    return json_response({"alerts": rows}, headers={"Cache-Control": "no-store"})
+

@@ -1,0 +1,521 @@
+"""The backup node's follower: one round (``follow_once``) takes a source (a repository this backup follows) from
+where it stopped to the repository's latest signed checkpoint, verifying everything before storing it.
+
+A round, in order:
+
+1. **Checkpoint and keys.** ``GET {url}/api/v1/log/checkpoint`` must be a checkpoint of the source's origin
+   signed by the *pinned* log key. The repository's keys (``GET /api/v1/log/keys``) are offered as further
+   verifiers: a key that co-signed a checkpoint with the pinned key (rotation, ``dbp keys rotate``) becomes
+   trusted, and the pin moves to it when it is the repository's active key. Version keys are trusted only when
+   their public key signed a verified checkpoint — the keys list alone, unauthenticated, is never enough.
+2. **Witness.** Against the latest checkpoint the backup verified (``dbp.integrity.witness.judge``): a smaller
+   tree is a rollback, the same size with another root a fork, a larger one needs a consistency proof
+   (``/api/v1/log/proof/consistency``) — else the log rewrote its history. Each halts the source with an alert
+   holding both signed notes (``backup.halt``).
+3. **Leaves.** The leaves from the backup's tree size to the new one (``/api/v1/log/leaves``, 1,000 a request)
+   are hashed here from their data and appended to the backup's own tree (``verify.audit_leaves``); its root
+   must be the checkpoint's (``verify.check_audited_root``). The new nodes and the checkpoint are stored in one
+   transaction. So the backup holds the log's tree itself and proves inclusion without the repository.
+4. **Feed.** ``GET /api/v1/feed?include=body`` from the source's cursor, as the appointed backup provider (client
+   credentials at the repository). Every entry below the verified tree size is checked
+   (``verify.verify_entry_in_tree``: shape, content hash, signature with a trusted key, leaf hash, and that leaf
+   is the one the backup holds at that position) and stored (idempotent), or recorded as a rejection with the
+   step and reason — and the cursor moves past it either way, so a forged entry never stops replication. Each
+   page is one transaction with the cursor: a crash or a dropped connection resumes from the last page stored,
+   nothing lost, nothing twice. Entries at or past the verified tree size wait for the next round.
+5. **Rejections** still open are fetched again (one entry each) and stored if they now verify: a fault in
+   transport heals, a forgery stays reported.
+
+Errors that stop a round before its end (unreachable, timeouts, HTTP errors, oversize or malformed answers) are
+``FollowError``: the round's committed pages stay, the source backs off exponentially (``backup.
+schedule_failure``). ``Follower`` runs rounds for every source in a thread (the role ``backup`` of ``dbp serve``,
+or ``dbp backup run``).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy.orm import Session, sessionmaker
+
+from dbp.clock import timestamp
+from dbp.db import transaction
+from dbp.errors import ProofError, VerificationError
+from dbp.integrity import merkle, witness
+from dbp.integrity.checkpoint import (
+    VerifierKey,
+    parse_checkpoint,
+    parse_note,
+    parse_verifier_key,
+    verify_checkpoint,
+)
+from dbp.integrity.signing import _unb64url
+from dbp.replication import backup, verify
+from dbp.replication.models import BackupSource
+
+log = logging.getLogger("dbp.replication")
+
+FEED_PAGE = 500
+LEAVES_PAGE = 1000
+MAX_FEED_BYTES = 128 * 1024 * 1024
+MAX_LEAVES_BYTES = 4 * 1024 * 1024
+MAX_KEYS_BYTES = 256 * 1024
+MAX_TOKEN_BYTES = 64 * 1024
+RETRY_REJECTIONS = 100
+
+
+class FollowError(Exception):
+    """A round could not finish (the message says what to check); it is retried with back-off."""
+
+
+# ------------------------------------------------------------------------------------------------ HTTP
+class RepositoryClient:
+    """The repository's API as a backup reads it: bounded answers, timeouts, no redirects, bearer tokens from
+    client credentials (refreshed once on 401). Also a ``witness.Transport``."""
+
+    def __init__(self, url: str, *, client_id: str | None, client_secret: str | None, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.client_id, self.client_secret = client_id, client_secret
+        self.timeout = timeout
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False,
+                                  transport=transport, headers={"User-Agent": "dbp-backup"})
+        self._token: tuple[str, float] | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get(self, url: str, *, accept: str, limit: int, headers: dict[str, str] | None = None) -> witness.Answer:
+        deadline = time.monotonic() + 3 * self.timeout
+        try:
+            with self._http.stream("GET", url, headers={"Accept": accept, **(headers or {})}) as response:
+                length = response.headers.get("content-length", "")
+                if length.isdigit() and int(length) > limit:
+                    raise FollowError(f"GET {url}: answer of {length} bytes announced, at most {limit} taken")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise FollowError(f"GET {url}: answer larger than {limit} bytes; refused")
+                    if time.monotonic() > deadline:
+                        raise FollowError(f"GET {url}: no complete answer within {3 * self.timeout:g} s")
+                return witness.Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()},
+                                      bytes(body))
+        except httpx.TimeoutException:
+            raise FollowError(f"GET {url}: no answer within {self.timeout:g} s (is the repository up?)") from None
+        except httpx.HTTPError as exc:
+            raise FollowError(f"GET {url}: cannot reach the repository ({type(exc).__name__}: {exc})") from None
+
+    def _json(self, path: str, *, limit: int, auth: bool = False) -> Any:
+        url = self.url + path
+        answer = self.get(url, accept="application/json", limit=limit, headers=self._auth() if auth else None)
+        if answer.status == 401 and auth:
+            self._token = None
+            answer = self.get(url, accept="application/json", limit=limit, headers=self._auth())
+        if answer.status != 200:
+            raise FollowError(f"GET {url}: expected 200, got {answer.status}: {_error_text(answer.body)}")
+        try:
+            return orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            raise FollowError(f"GET {url}: expected JSON, got {answer.body[:80]!r}") from None
+
+    def _auth(self) -> dict[str, str]:
+        if not self.client_id or not self.client_secret:
+            return {}
+        if self._token is None or self._token[1] < time.monotonic():
+            url = self.url + "/api/v1/auth/token"
+            try:
+                r = self._http.post(url, data={"grant_type": "client_credentials", "client_id": self.client_id,
+                                               "client_secret": self.client_secret})
+            except httpx.HTTPError as exc:
+                raise FollowError(f"POST {url}: cannot reach the repository ({type(exc).__name__}: {exc})") from None
+            if r.status_code != 200 or len(r.content) > MAX_TOKEN_BYTES:
+                raise FollowError(f"POST {url}: the repository refused the backup's client credentials "
+                                  f"({r.status_code}: {_error_text(r.content)}); check the client id and secret")
+            try:
+                data = r.json()
+                token, expires = str(data["access_token"]), int(data.get("expires_in", 60))
+            except (ValueError, KeyError, TypeError):
+                raise FollowError(f"POST {url}: expected a token answer, got {r.content[:80]!r}") from None
+            self._token = (token, time.monotonic() + max(expires - 30, 5))
+        return {"Authorization": f"Bearer {self._token[0]}"}
+
+    def checkpoint(self) -> witness.Answer:
+        try:
+            return witness.fetch_checkpoint(self, self.url)
+        except witness.WitnessError as exc:
+            raise FollowError(str(exc)) from None
+
+    def consistency(self, size1: int, size2: int) -> list[bytes]:
+        try:
+            return witness.fetch_consistency(self, self.url, size1=size1, size2=size2)
+        except witness.WitnessError as exc:
+            raise FollowError(str(exc)) from None
+
+    def keys(self) -> list[dict[str, Any]]:
+        data = self._json("/api/v1/log/keys", limit=MAX_KEYS_BYTES)
+        keys = data.get("keys") if isinstance(data, dict) else None
+        if not isinstance(keys, list):
+            raise FollowError(f"GET {self.url}/api/v1/log/keys: expected {{keys: [...]}}")
+        return keys
+
+    def leaves(self, start: int, end: int) -> list[Any]:
+        data = self._json(f"/api/v1/log/leaves?start={start}&end={end}", limit=MAX_LEAVES_BYTES)
+        leaves = data.get("leaves") if isinstance(data, dict) else None
+        if not isinstance(leaves, list):
+            raise FollowError(f"GET {self.url}/api/v1/log/leaves: expected {{leaves: [...]}}")
+        return leaves
+
+    def feed(self, position: int, limit: int) -> dict[str, Any]:
+        data = self._json(f"/api/v1/feed?cursor=f1.{position}&limit={limit}&include=body", limit=MAX_FEED_BYTES,
+                          auth=True)
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), list) \
+                or not isinstance(data.get("nextCursor"), str):
+            raise FollowError(f"GET {self.url}/api/v1/feed: expected a feed page {{entries, nextCursor}}")
+        return data
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        return str(orjson.loads(body)["message"][0]["text"])[:300]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return body[:200].decode("utf-8", "replace")
+
+
+# ------------------------------------------------------------------------------------------------ a round
+@dataclass
+class RoundReport:
+    source_id: str
+    outcome: str = "ok"  # ok | halted | failed | skipped
+    message: str = ""
+    leaves: int = 0
+    stored: int = 0
+    rejected: int = 0
+    healed: int = 0
+    tree_size: int = 0
+    cursor: int = 0
+    log_size: int = 0
+    seconds: float = 0.0
+    pages: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sourceId": self.source_id, "outcome": self.outcome, "message": self.message, "leaves": self.leaves,
+                "stored": self.stored, "rejected": self.rejected, "healed": self.healed, "treeSize": self.tree_size,
+                "cursor": f"f1.{self.cursor}", "logSize": self.log_size, "seconds": round(self.seconds, 3)}
+
+
+Progress = Callable[[RoundReport], None]
+
+
+def _read(factory: sessionmaker[Session], source_id: str) -> BackupSource:
+    with factory() as session:
+        row = backup.get_source(session, source_id=source_id)
+        session.expunge(row)
+        return row
+
+
+def _halt(factory: sessionmaker[Session], report: RoundReport, kind: str, message: str,
+          evidence: dict[str, Any]) -> RoundReport:
+    with transaction(factory) as session:
+        backup.halt(session, source_id=report.source_id, kind=kind, message=message, evidence=evidence)
+    log.error("backup source %s halted: %s", report.source_id, message)
+    report.outcome, report.message = "halted", message
+    return report
+
+
+def _served_keys(keys: list[dict[str, Any]], origin: str) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    """kid -> (raw key, {x, createdAt, retiredAt}) of the well-formed keys the repository lists."""
+    out: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    for item in keys[:100]:
+        try:
+            jwk = item["jwk"]
+            kid, x = str(jwk["kid"]), str(jwk["x"])
+            raw = _unb64url(x, "x")
+            if len(raw) != 32 or not isinstance(item.get("createdAt"), str):
+                continue
+            VerifierKey(origin, raw)
+        except (KeyError, TypeError, ValueError, VerificationError):
+            continue
+        out[kid] = (raw, {"x": x, "createdAt": item["createdAt"], "retiredAt": item.get("retiredAt")})
+    return out
+
+
+def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, source_id: str,
+                progress: Progress | None = None, max_entries: int | None = None) -> RoundReport:
+    """One round for ``source_id`` (module docstring). ``FollowError`` when it could not finish (the caller
+    backs off); a halt is returned as the report's outcome, not raised."""
+    started = time.monotonic()
+    report = RoundReport(source_id)
+    source = _read(factory, source_id)
+    if source.status == backup.HALTED:
+        report.outcome, report.message = "skipped", f"halted: {source.halted_reason}"
+        return report
+
+    # 1. checkpoint and keys
+    answer = client.checkpoint()
+    try:
+        origin = witness.note_origin(answer.body)
+    except witness.WitnessError as exc:
+        raise FollowError(str(exc)) from None
+    if origin != source.origin:
+        return _halt(factory, report, "origin-changed", f"origin changed: expected {source.url} to serve the log "
+                     f"{source.origin!r}, found {origin!r:.200}", {"note": answer.body.decode("utf-8", "replace")})
+    pinned = parse_verifier_key(source.verifier_key)
+    served = _served_keys(client.keys(), origin)
+    verifiers = [pinned] + [VerifierKey(origin, raw) for raw, _ in served.values() if raw != pinned.public_key]
+    try:
+        verified = verify_checkpoint(answer.body, origin=origin, verifiers=verifiers)
+    except ProofError as exc:
+        return _halt(factory, report, "bad-signature", f"bad signature: the checkpoint does not verify ({exc})",
+                     {"expectedKey": source.verifier_key, "note": answer.body.decode("utf-8", "replace")})
+    if pinned not in verified.verified_by:
+        return _halt(factory, report, "bad-signature", "bad signature: expected a checkpoint signed by the pinned "
+                     f"key {pinned.encode()}, found one signed only by other keys (a rotation the backup did not see "
+                     "co-signed; re-pin with dbp backup repin if it is legitimate)",
+                     {"expectedKey": source.verifier_key, "note": answer.body.decode("utf-8", "replace")})
+    signers = {k.public_key for k in verified.verified_by}
+    seen = witness.Seen(verified.checkpoint, answer.body.decode("utf-8"))
+
+    # 2. witness
+    with factory() as session:
+        latest_row = backup.latest_checkpoint(session, source_id=source_id)
+        same_size = backup.checkpoint_at(session, source_id=source_id, size=seen.size)
+        latest = _stored_seen(latest_row.note) if latest_row is not None else None
+        earlier = _stored_seen(same_size.note) if same_size is not None and bytes(same_size.root_hash) != seen.root \
+            else None
+    proof = None
+    if earlier is None and latest is not None and witness.needs_proof(latest, seen):
+        proof = client.consistency(latest.size, seen.size)
+    verdict = witness.judge(latest, seen, earlier=earlier, proof=proof)
+    if verdict.outcome.alarming:
+        return _halt(factory, report, verdict.outcome.value, verdict.message,
+                     {"verifierKey": pinned.encode(), **verdict.evidence})
+
+    # trust: every served key whose public key signed this checkpoint, plus those trusted before
+    trusted = backup.trusted_keys(source)
+    trusted_x = {k["x"] for k in trusted.values()}
+    for kid, (raw, meta) in served.items():
+        if raw in signers or meta["x"] in trusted_x:
+            trusted[kid] = meta
+    active = [raw for raw, meta in served.values() if raw in signers and meta.get("retiredAt") is None]
+    new_pin = VerifierKey(origin, active[0]).encode() if active and active[0] != pinned.public_key else None
+
+    # 3. leaves
+    if seen.size > source.tree_size:
+        with factory() as session:
+            tree = backup.frontier(session, source=source)
+        subtrees: list[merkle.Subtree] = []
+        start = source.tree_size
+        try:
+            while start < seen.size:
+                end = min(start + LEAVES_PAGE, seen.size)
+                tree, completed = verify.audit_leaves(tree, client.leaves(start, end), start=start)
+                subtrees.extend(completed)
+                report.leaves += end - start
+                start = end
+            verify.check_audited_root(tree, verified)
+        except VerificationError as exc:
+            return _halt(factory, report, "leaves", f"the log's leaves are not its signed tree: {exc.message}",
+                         {"note": seen.note, "treeSize": seen.size})
+        with transaction(factory) as session:
+            row = backup.get_source(session, source_id=source_id)
+            if row.tree_size != source.tree_size:
+                raise FollowError("another follower moved this source meanwhile; this round stops")
+            backup.store_tree(session, source=row, subtrees=subtrees, size=seen.size, root=seen.root, note=seen.note)
+            row.trusted_keys = orjson.dumps(trusted).decode()
+            if new_pin:
+                row.verifier_key = new_pin
+    elif trusted != backup.trusted_keys(source) or new_pin:
+        with transaction(factory) as session:
+            row = backup.get_source(session, source_id=source_id)
+            row.trusted_keys = orjson.dumps(trusted).decode()
+            if new_pin:
+                row.verifier_key = new_pin
+    report.tree_size = max(seen.size, source.tree_size)
+    audited = verify.AuditedTree(report.tree_size, seen.root, verified)
+    keys = {kid: _unb64url(k["x"], "x") for kid, k in trusted.items()}
+
+    # 4. feed
+    position = source.next_position
+    while position < report.tree_size and (max_entries is None or report.stored < max_entries):
+        page = client.feed(position, FEED_PAGE)
+        entries = page["entries"]
+        log_size = page.get("logSize")
+        report.log_size = log_size if type(log_size) is int and log_size >= 0 else report.log_size
+        next_position = _cursor_position(page["nextCursor"])
+        taken, reached_end = _take(entries, report.tree_size, position)
+        with transaction(factory) as session:
+            hashes = backup.leaf_hashes(session, source_id=source_id, positions=[p for p, _ in taken])
+            for pos, entry in taken:
+                _one(session, report, source_id, entry, pos, keys, audited, hashes.get(pos))
+            if reached_end or len(entries) < FEED_PAGE:
+                # a short page saw every committed leaf up to its snapshot: jump to nextCursor, within the tree
+                new_position = min(max(next_position, position), report.tree_size) if not reached_end else \
+                    (taken[-1][0] + 1 if taken else position)
+            else:
+                new_position = taken[-1][0] + 1
+            row = backup.get_source(session, source_id=source_id)
+            row.next_position = max(row.next_position, new_position)
+            row.log_size = report.log_size
+        report.pages.append(len(taken))
+        if progress is not None:
+            report.cursor = new_position
+            progress(report)
+        if new_position <= position:
+            break
+        position = new_position
+        if reached_end or len(entries) < FEED_PAGE:
+            break
+    report.cursor = position
+
+    # 5. rejections
+    with factory() as session:
+        pending = [(r.position, r.dpp_id) for r in backup.open_rejections(session, source_id=source_id,
+                                                                          limit=RETRY_REJECTIONS)]
+    for pos, _ in pending:
+        if pos >= report.tree_size:
+            continue
+        page = client.feed(pos, 1)
+        entry = page["entries"][0] if page["entries"] else None
+        if not isinstance(entry, dict) or entry.get("position") != pos:
+            continue
+        with transaction(factory) as session:
+            hashes = backup.leaf_hashes(session, source_id=source_id, positions=[pos])
+            before = report.stored
+            _one(session, report, source_id, entry, pos, keys, audited, hashes.get(pos), retry=True)
+            if report.stored > before:
+                report.healed += 1
+
+    with transaction(factory) as session:
+        row = backup.get_source(session, source_id=source_id)
+        row.status, row.failures, row.last_error, row.next_attempt_at = backup.FOLLOWING, 0, None, None
+        row.last_attempt_at = row.last_success_at = timestamp()
+    report.seconds = time.monotonic() - started
+    report.message = (f"{report.stored} stored, {report.rejected} rejected, {report.healed} healed; tree "
+                      f"{report.tree_size}, cursor f1.{report.cursor}")
+    return report
+
+
+def _stored_seen(note: str) -> witness.Seen:
+    """A checkpoint the backup verified when it stored it (its signature is not checked again here)."""
+    return witness.Seen(parse_checkpoint(parse_note(note.encode()).text), note)
+
+
+def _cursor_position(cursor: str) -> int:
+    if not cursor.startswith("f1.") or not cursor[3:].isdigit() or len(cursor) > 32:
+        raise FollowError(f"the feed answered a cursor that is not one: {cursor!r:.40}")
+    return int(cursor[3:])
+
+
+def _take(entries: list[Any], tree_size: int, start: int) -> tuple[list[tuple[int, Any]], bool]:
+    """(position, entry) of the entries below ``tree_size``, in order; True if an entry at or past it was met
+    (the rest waits for the next round). ``FollowError`` for a page out of order (not a feed of this log)."""
+    taken: list[tuple[int, Any]] = []
+    last = start - 1
+    for entry in entries:
+        pos = entry.get("position") if isinstance(entry, dict) else None
+        if type(pos) is not int or pos <= last:
+            raise FollowError(f"the feed answered entries out of order (position {pos!r:.20} after {last})")
+        if pos >= tree_size:
+            return taken, True
+        taken.append((pos, entry))
+        last = pos
+    return taken, False
+
+
+def _one(session: Session, report: RoundReport, source_id: str, entry: dict[str, Any], pos: int,
+         keys: dict[str, bytes], audited: verify.AuditedTree, leaf_hash: bytes | None, *, retry: bool = False
+         ) -> None:
+    body_text = entry.get("body")
+    try:
+        if leaf_hash is None:
+            raise VerificationError(f"inclusion: the backup holds no leaf at position {pos}")
+        if not isinstance(body_text, str):
+            raise VerificationError("shape: expected the entry's body (include=body), got none")
+        verified = verify.verify_entry_in_tree(entry, body=body_text.encode("utf-8"), keys=keys, audited=audited,
+                                               leaf_hash=leaf_hash)
+    except VerificationError as exc:
+        step = exc.message.split(":", 1)[0]
+        backup.reject(session, source_id=source_id, entry=entry, position=pos, step=step, reason=exc.message)
+        if not retry:
+            report.rejected += 1
+        log.warning("backup source %s: entry at position %d rejected: %s", source_id, pos, exc.message)
+        return
+    if backup.store_copy(session, source_id=source_id, entry=verified.entry, body=verified.body):
+        report.stored += 1
+    backup.resolve_rejection(session, source_id=source_id, position=pos)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+class Follower:
+    """Rounds for every source that is due, in a daemon thread, every ``interval`` seconds (sooner while a
+    source is behind). ``stop`` returns within one HTTP timeout."""
+
+    def __init__(self, factory: sessionmaker[Session], *, secret_key: str, interval: float = 1.0,
+                 timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.factory, self.secret_key, self.interval, self.timeout = factory, secret_key, interval, timeout
+        self.transport = transport
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: dict[str, RoundReport] = {}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="dbp-backup-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout if timeout is not None else self.timeout * 3 + 5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            try:
+                busy = self.round_all()
+            except Exception:  # a broken database: logged, tried again
+                log.exception("backup follower: round failed")
+            self._stop.wait(0.05 if busy else self.interval)
+
+    def round_all(self, *, force: bool = False) -> bool:
+        """One round for each due source; True if one of them is still behind."""
+        with self.factory() as session:
+            due = [(s.source_id, s.url, s.client_id, backup.client_secret(s, secret_key=self.secret_key))
+                   for s in backup.sources(session)
+                   if s.status != backup.HALTED and (force or s.next_attempt_at is None
+                                                      or s.next_attempt_at <= timestamp())]
+        behind = False
+        for source_id, url, client_id, secret in due:
+            if self._stop.is_set():
+                break
+            report = self.round(source_id, url, client_id, secret)
+            behind = behind or (report.outcome == "ok" and report.cursor < report.tree_size)
+        return behind
+
+    def round(self, source_id: str, url: str, client_id: str | None, secret: str | None) -> RoundReport:
+        client = RepositoryClient(url, client_id=client_id, client_secret=secret, timeout=self.timeout,
+                                  transport=self.transport)
+        try:
+            report = follow_once(self.factory, client, source_id=source_id)
+        except FollowError as exc:
+            with transaction(self.factory) as session:
+                backup.schedule_failure(session, source_id=source_id, error=str(exc), now=datetime.now(UTC))
+            log.warning("backup source %s: %s (backing off)", source_id, exc)
+            report = RoundReport(source_id, "failed", str(exc))
+        finally:
+            client.close()
+        self.last[source_id] = report
+        return report
