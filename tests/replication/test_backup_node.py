@@ -393,3 +393,96 @@ def test_leaf_hashes_are_audited_not_trusted(node: Backup, repo: Repo) -> None:
     report = follow_once(node.factory, node.client(Tampering(change=lie)), source_id="repo-a")
     assert report.outcome == "halted" and "not its signed tree" in report.message
     assert node.held() == 0
+
+
+# ------------------------------------------------------------------------------------------------ custody
+
+
+def _successor(tmp_path: Path, name: str) -> tuple[str, Settings]:
+    url = f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
+    settings = Settings(database_url=url, environment="test", roles=["repository", "backup"], backup_follow=False,
+                        port=_free_port(), auto_register=False, integrity_sweep_budget=0)
+    upgrade(settings)
+    return url, settings
+
+
+def _rewrite_trailer(lines: list[bytes]) -> list[bytes]:
+    """A forger who knows the format: the trailer recomputed over the altered lines."""
+    digest = hashlib.sha256(b"".join(lines[:-1])).hexdigest()
+    end = orjson.loads(lines[-1])
+    end["end"]["sha256"] = digest
+    return [*lines[:-1], orjson.dumps(end) + b"\n"]
+
+
+def test_restore_into_a_successor_keeps_the_history_verifiable_against_the_original_keys(
+        node: Backup, repo: Repo, tmp_path: Path) -> None:
+    dpp = repo.ids[2]
+    r = repo.client.patch(f"/api/v1/dpps/{dpp}", content=orjson.dumps({"performanceAndDurability": {
+        "ratedCapacity": 60.5}}), headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    node.catch_up()
+    operator = repo.docs[2]["economicOperatorId"]
+    custody_file = tmp_path / "custody.ndjson"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["backup", "export", "repo-a", "--out", str(custody_file), "--operator", operator,
+                                 "--database-url", node.url])
+    assert result.exit_code == 0, result.output
+    mine = [d for d in repo.docs if d["economicOperatorId"] == operator]
+
+    url, settings = _successor(tmp_path, "successor")
+    assert runner.invoke(cli, ["restore", str(custody_file), "--source-id", "from-a", "--database-url", url]
+                         ).exit_code == 2  # no anchor key: refused before reading
+    result = runner.invoke(cli, ["restore", str(custody_file), "--source-id", "from-a", "--key", node.key,
+                                 "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert f"restored {len(mine)} passports" in result.output
+    with ServerThread(create_app(settings), settings.port) as srv:
+        current = httpx.get(f"{srv.base_url}/backup/api/v1/dpps/{dpp}")
+        assert current.status_code == 200 and current.headers["X-DPP-Version"] == "2"
+        assert current.headers["X-DPP-Backup-Source"] == "from-a"
+        for version in (1, 2):  # the whole history, each version with its original evidence
+            ev = httpx.get(f"{srv.base_url}/backup/api/v1/dpps/{dpp}/evidence", params={"version": version})
+            assert ev.status_code == 200, ev.text
+            assert verify_bundle(ev.content, trusted=repo.trusted()).verdict == "valid"
+        other = next(i for i, d in zip(repo.ids, repo.docs, strict=True) if d["economicOperatorId"] != operator)
+        assert httpx.get(f"{srv.base_url}/backup/api/v1/dpps/{other}").status_code == 404  # only that operator's
+    assert runner.invoke(cli, ["backup", "verify", "--database-url", url]).exit_code == 0
+    # restoring the same log twice is refused
+    again = runner.invoke(cli, ["restore", str(custody_file), "--source-id", "from-a-2", "--key", node.key,
+                                "--database-url", url])
+    assert again.exit_code == 1 and "holds the log" in again.output
+
+
+def test_a_cut_altered_or_foreign_keyed_custody_file_restores_nothing(node: Backup, tmp_path: Path) -> None:
+    node.catch_up()
+    custody_file = tmp_path / "custody.ndjson"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["backup", "export", "repo-a", "--out", str(custody_file), "--database-url",
+                               node.url]).exit_code == 0
+    lines = custody_file.read_bytes().splitlines(keepends=True)
+    url, _ = _successor(tmp_path, "successor")
+
+    def attempt(content: list[bytes], key: str = node.key) -> Any:
+        path = tmp_path / "attempt.ndjson"
+        path.write_bytes(b"".join(content))
+        return runner.invoke(cli, ["restore", str(path), "--source-id", "s", "--key", key, "--database-url", url])
+
+    cut = attempt(lines[:-2] + lines[-1:])
+    assert cut.exit_code == 3 and "cut or altered" in cut.output
+    at = next(i for i, line in enumerate(lines) if line.startswith(b'{"version"'))
+    altered = orjson.loads(lines[at])
+    altered["version"]["body"] = altered["version"]["body"][:-1] + ',"forged":true}'
+    forged = _rewrite_trailer([*lines[:at], orjson.dumps(altered) + b"\n", *lines[at + 1:]])
+    result = attempt(forged)
+    assert result.exit_code == 3 and "content hash" in result.output, result.output
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from dbp.integrity.checkpoint import VerifierKey
+    stranger = VerifierKey(node.key.split("+")[0], Ed25519PrivateKey.generate().public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw)).encode()
+    result = attempt(lines, key=stranger)
+    assert result.exit_code == 3 and "nothing restored" in result.output
+    with make_sessionmaker(make_engine(url))() as s:
+        assert s.scalar(select(func.count()).select_from(BackupVersion)) == 0
+        assert s.scalar(select(func.count()).select_from(BackupSource)) == 0

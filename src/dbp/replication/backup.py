@@ -40,6 +40,8 @@ from dbp.replication.models import (
 )
 
 FOLLOWING, FAILING, HALTED = "following", "failing", "halted"
+CUSTODY = "custody"  # restored from a custody file (dbp restore): served, not followed
+NOT_FOLLOWED = frozenset({HALTED, CUSTODY})
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
 _SOURCE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")

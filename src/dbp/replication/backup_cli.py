@@ -10,7 +10,12 @@
 * ``dbp backup verify [SOURCE]`` — re-check everything held from the database alone (``recheck``): exit 0 all
   good, 3 a problem (listed), 1 could not run;
 * ``dbp backup resume SOURCE`` — follow a halted source again after looking at its alert;
-* ``dbp backup remove SOURCE`` — stop following and drop everything held of it.
+* ``dbp backup remove SOURCE`` — stop following and drop everything held of it;
+* ``dbp backup export SOURCE --out FILE [--operator ID …]`` — the custody file of what is held
+  (``dbp.replication.custody``);
+* ``dbp restore FILE --source-id ID --key VKEY`` — import a custody file into this node (a successor), verified
+  against the original operator's keys before anything is stored: exit 0 restored, 3 refused (problems listed),
+  1 could not run, 2 usage.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ OptionalSource = Annotated[str | None, typer.Argument(help="one source (default:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(backup_app, name="backup")
+    app.command("restore")(restore_cmd)
 
 
 @backup_app.command("add")
@@ -230,3 +236,99 @@ def remove(source: Source, yes: Annotated[bool, typer.Option("--yes", help="real
     settings = settings_or_exit(exit_code=EXIT_USAGE, database_url=database_url)
     run_or_exit(settings, lambda s: backup.forget(s, source_id=source), write=True, exit_code=EXIT_ERROR)
     out.print(f"{escape(source)}: removed")
+
+
+@backup_app.command("export")
+def export_cmd(source: Source,
+               out_file: Annotated[str, typer.Option("--out", help="the custody file to write (NDJSON)")],
+               operator: Annotated[list[str] | None, typer.Option(
+                   "--operator", help="only this operator's passports (repeatable; default: every one held)")]
+               = None,
+               database_url: DbUrl = None) -> None:
+    """Write everything held of a source (or of some operators) as a custody file for dbp restore."""
+    from pathlib import Path
+
+    from dbp.replication import custody
+
+    settings = settings_or_exit(exit_code=EXIT_USAGE, database_url=database_url)
+    target = Path(out_file)
+    partial = target.with_name(target.name + ".partial")
+
+    def progress(done: int) -> None:
+        err.print(f"{done:,} versions written")
+
+    def work(session: object) -> int:
+        lines = 0
+        with partial.open("wb") as fh:
+            for line in custody.export(session, source_id=source,  # type: ignore[arg-type]
+                                       operator_ids=frozenset(operator) if operator else None, progress=progress):
+                fh.write(line)
+                lines += 1
+        return lines
+
+    try:
+        run_or_exit(settings, work, exit_code=EXIT_ERROR)
+    except OSError as exc:
+        err.print(f"dbp backup export: cannot write {escape(out_file)}: {escape(str(exc))}")
+        raise typer.Exit(EXIT_ERROR) from None
+    partial.replace(target)  # a cut export never looks complete
+    out.print(f"custody file of {escape(source)} written to {escape(out_file)}")
+
+
+def restore_cmd(file: Annotated[str, typer.Argument(help="a custody file written by dbp backup export")],
+                source_id: Annotated[str, typer.Option("--source-id", help="the name to hold it under here")],
+                key: Annotated[str | None, typer.Option(
+                    help="the original log's C2SP verifier key, obtained independently (registry node directory, "
+                         "a witness): the anchor every key and signature is checked from")] = None,
+                trust_file_key: Annotated[bool, typer.Option(
+                    "--trust-file-key", help="anchor on the key the file names (only for a file you made)")] = False,
+                as_json: Annotated[bool, typer.Option("--json", help="JSON report")] = False,
+                database_url: DbUrl = None) -> None:
+    """Restore a backup copy into this node (a successor taking over an exited operator's passports): verify
+    everything against the original operator's keys, store it in one transaction, serve it under /backup."""
+    from dbp.db import make_engine, make_sessionmaker
+    from dbp.errors import DbpError
+    from dbp.replication import custody
+
+    if key is None and not trust_file_key:
+        err.print("dbp restore: pass --key (the original log's verifier key) — or --trust-file-key for a file you "
+                  "exported yourself")
+        raise typer.Exit(EXIT_USAGE)
+    settings = settings_or_exit(exit_code=EXIT_USAGE, database_url=database_url)
+    engine = make_engine(settings.database_url)
+    session = make_sessionmaker(engine)()
+
+    def progress(what: str, done: int) -> None:
+        err.print(f"{what}: {done:,}")
+
+    try:
+        with open(file, "rb") as fh:
+            result = custody.restore(session, fh, source_id=source_id, anchor=key, progress=progress)
+        if result.ok:
+            session.commit()
+        else:
+            session.rollback()
+    except OSError as exc:
+        err.print(f"dbp restore: cannot read {escape(file)}: {escape(str(exc))}")
+        raise typer.Exit(EXIT_ERROR) from None
+    except DbpError as exc:
+        session.rollback()
+        err.print(f"dbp restore: {escape(exc.message)}")
+        raise typer.Exit(EXIT_INVALID if exc.http_status == 400 else EXIT_ERROR) from None
+    finally:
+        session.close()
+        engine.dispose()
+    if as_json:
+        typer.echo(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
+    elif result.ok:
+        out.print(f"restored {result.passports} passports ({result.versions} versions, {result.leaves} log leaves, "
+                  f"{result.checkpoints} checkpoints) of {escape(result.origin)} as {escape(source_id)}; every "
+                  f"version verified against the original keys {', '.join(result.keys)}")
+        out.print("served at /backup/api/v1/dpps/{dppId} by this node's backup role; re-point the registrations "
+                  "to this node's /backup endpoint (POST /api/v1/registry/registrations/{id}/routing)")
+    else:
+        out.print(f"[red]nothing restored: {len(result.problems)} problem(s)[/]")
+        for p in result.problems:
+            out.print(f"  {escape(p)}")
+    if not result.ok:
+        raise typer.Exit(EXIT_INVALID)

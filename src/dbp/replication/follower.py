@@ -256,8 +256,8 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
     started = time.monotonic()
     report = RoundReport(source_id)
     source = _read(factory, source_id)
-    if source.status == backup.HALTED:
-        report.outcome, report.message = "skipped", f"halted: {source.halted_reason}"
+    if source.status in backup.NOT_FOLLOWED:
+        report.outcome, report.message = "skipped", f"{source.status}: {source.halted_reason}"
         return report
 
     # 1. checkpoint and keys
@@ -495,7 +495,7 @@ class Follower:
         with self.factory() as session:
             due = [(s.source_id, s.url, s.client_id, backup.client_secret(s, secret_key=self.secret_key))
                    for s in backup.sources(session)
-                   if s.status != backup.HALTED and (force or s.next_attempt_at is None
+                   if s.status not in backup.NOT_FOLLOWED and (force or s.next_attempt_at is None
                                                       or s.next_attempt_at <= timestamp())]
         behind = False
         for source_id, url, client_id, secret in due:
