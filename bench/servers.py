@@ -51,6 +51,7 @@ BENCH_SETTINGS: dict[str, Any] = {
     "rate_limit_per_principal": 1e9, "rate_limit_per_principal_burst": 10**9,
     "token_ttl_seconds": 86400,
     "auto_register": False,  # registering 100,000 passports with the embedded registry would run under the load
+    "registry_probe_interval": 0, "backup_follow": False,  # no background rounds during the measured reads
 }
 
 

@@ -72,7 +72,8 @@ def settings(database_url: str) -> Settings:
                  rate_limit_per_address=1e6, rate_limit_per_address_burst=10**6,
                  rate_limit_per_principal=1e6, rate_limit_per_principal_burst=10**6,
                  integrity_sweep_budget=0,  # tests sweep when they mean to (tables are emptied under a sweep)
-                 auto_register=False)  # registry tests start their own registering servers (tests/registry)
+                 auto_register=False,  # registry tests start their own registering servers (tests/registry)
+                 registry_probe_interval=0)  # node probes run where a test starts them (tests/registry)
     upgrade(s)
     return s
 

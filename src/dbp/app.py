@@ -116,6 +116,13 @@ def create_app(settings: Settings) -> FastAPI:
         if Role.repository in settings.roles and settings.auto_register:  # keeps registrations current
             from dbp.registry.worker import start_for
             registrar = start_for(app)
+        prober = None
+        if Role.registry in settings.roles and settings.registry_probe_interval > 0:  # routes around dead repos
+            from dbp.registry.health import NodeProber
+            from dbp.registry.routes import node_fetcher
+            prober = app.state.node_prober = NodeProber(app.state.sessionmaker, node_fetcher(app),
+                                                        interval=settings.registry_probe_interval)
+            prober.start()
         follower = None
         if Role.backup in settings.roles and settings.backup_follow:  # follows the repositories it backs up
             from dbp.replication.follower import Follower
@@ -125,6 +132,8 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         if follower is not None:
             await run_in_threadpool(follower.stop)
+        if prober is not None:
+            await prober.stop()
         if registrar is not None:
             await registrar.stop()
         await app.state.checkpointer.stop()

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
         default=None, pattern=r"^[0-9]{6,10}$", description="HS/CN/TARIC code named in registrations (6-10 digits)")
     registry_sync_interval: float = Field(default=5.0, gt=0, le=3600,
                                           description="seconds between two auto-registration rounds")
+    registry_probe_interval: float = Field(
+        default=30.0, ge=0, le=3600, description="seconds between two probes of the repositories in the registry's "
+                                                 "node directory (0: off); one that fails 3 in a row is routed around")
     backup_follow: bool = Field(
         default=True, description="the backup role follows its sources (dbp backup add) in a background thread")
     backup_interval: float = Field(default=2.0, gt=0, le=3600,

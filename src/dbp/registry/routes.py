@@ -63,16 +63,20 @@ def _register_body() -> dict[str, Any]:
         "schema": RegisterRequest.model_json_schema()}}}}
 
 
-def fetcher_of(request: Request) -> PassportFetcher:
+def node_fetcher(app: Any) -> PassportFetcher:
     """This node's passport reader, built on first use: its own base URL in-process, others over the network."""
-    state = request.app.state
+    state = app.state
     fetcher: PassportFetcher | None = getattr(state, "registry_fetcher", None)
     if fetcher is None:
         settings = state.settings
-        fetcher = NodeFetcher(own=settings.base_url, local=AsgiFetcher(request.app, base_url=settings.base_url),
+        fetcher = NodeFetcher(own=settings.base_url, local=AsgiFetcher(app, base_url=settings.base_url),
                               remote=HttpFetcher(http_hosts=settings.registry_endpoint_http_hosts))
         state.registry_fetcher = fetcher
     return fetcher
+
+
+def fetcher_of(request: Request) -> PassportFetcher:
+    return node_fetcher(request.app)
 
 
 def node_of(request: Request) -> flow.Node:
