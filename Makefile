@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 COUNT  ?= 1000
 
-.PHONY: demo serve test lint bench clean
+.PHONY: demo serve federation test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/dbp serve
+
+## federation: a registry, two repositories and a backup node as four processes on ports 8100-8103 (var/federation)
+federation: $(STAMP)
+	$(BIN)/dbp federation
 
 ## test: set up (incl. Debian chromium for the browser tests) and run the whole suite
 test: $(STAMP)

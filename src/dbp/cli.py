@@ -20,6 +20,7 @@ from dbp.access.cli import register as register_access_commands
 from dbp.carrier.cli import register as register_qr_command
 from dbp.cli_settings import settings_or_exit
 from dbp.config import Settings
+from dbp.federation_cli import register as register_federation_command
 from dbp.integrity.verify_cli import register as register_verify_command
 from dbp.integrity.witness_cli import register as register_witness_commands
 from dbp.registry.cli import register as register_registry_commands
@@ -40,6 +41,7 @@ register_registry_commands(app)
 register_resolver_commands(app)
 register_feed_command(app)
 register_backup_commands(app)
+register_federation_command(app)
 err = Console(stderr=True)
 out = Console()
 
