@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dbp.access.cli import register as register_access_commands
 from dbp.carrier.cli import register as register_qr_command
 from dbp.cli_settings import settings_or_exit
-from dbp.config import Settings
+from dbp.config import Role, Settings
 from dbp.federation_cli import register as register_federation_command
 from dbp.integrity.verify_cli import register as register_verify_command
 from dbp.integrity.witness_cli import register as register_witness_commands
@@ -180,6 +180,9 @@ def demo(
         task = progress.add_task("seeding demo fleet", total=count)
         sample = seed(settings, count=count, progress=lambda n: progress.advance(task, n))
     _register_demo(settings)  # every demo passport resolves at once: registered before the URLs are printed
+    if Role.backup in settings.roles:
+        from dbp.demo_seed import follow_self
+        follow_self(settings)  # the backup role of this process follows the demo repository once it serves
     base = settings.base_url
     out.print("\n[bold]dbp is ready[/bold] — every role in one process, database " + settings.database_url,
               soft_wrap=True)
@@ -199,6 +202,9 @@ def demo(
     _url(f"  transparency log:       {base}/api/v1/log/checkpoint")
     _url(f"  evidence bundle:        {base}/api/v1/dpps/{sample.dpp_id}/evidence")
     _url(f"  verify it (2nd shell):  .venv/bin/dbp verify {base}/api/v1/dpps/{sample.dpp_id}")
+    if Role.backup in settings.roles:
+        _url(f"  backup's verified copy: {base}/backup/api/v1/dpps/{sample.dpp_id}   (once caught up, seconds)")
+        _url("  backup status (lag):    .venv/bin/dbp backup status     (a federation of 4 processes: make federation)")
     creds_file = Path("var") / "demo-credentials.json"
     creds_file.parent.mkdir(parents=True, exist_ok=True)
     creds_file.write_bytes(orjson.dumps(sample.credentials, option=orjson.OPT_INDENT_2))

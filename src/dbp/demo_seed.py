@@ -108,3 +108,42 @@ def register_all(settings: Settings, *, progress: Callable[[int], None] | None =
     if not settings.auto_register or (settings.registry_url is None and Role.registry not in settings.roles):
         return None
     return sync_now(settings, progress=progress)
+
+
+DEMO_BACKUP = ("Demo Backup Provider", "urn:dbp:demo:backup-provider")
+DEMO_SOURCE = "demo"
+
+
+def follow_self(settings: Settings) -> bool:
+    """The embedded demo's backup role follows the demo repository (over loopback HTTP, like any repository):
+    a backup-provider organisation with a client, appointed by every operator, and the repository added as the
+    backup's source ``demo`` with its log key pinned. In production the backup is another organisation's node
+    with its own database (``dbp federation``). Idempotent; False when the source existed already."""
+    from dbp.access.secrets import DEVELOPMENT_SECRET
+    from dbp.integrity import log as integrity_log
+    from dbp.replication import backup
+    from dbp.replication import service as feed_service
+    from dbp.replication.models import BackupSource
+
+    secret = settings.secret_key or DEVELOPMENT_SECRET
+    engine = make_engine(settings.database_url)
+    factory = make_sessionmaker(engine)
+    try:
+        with factory.begin() as session:
+            if session.get(BackupSource, DEMO_SOURCE) is not None:
+                return False
+            orgs = {o.operator_id: o for o in access.list_orgs(session)}
+            provider = orgs.get(DEMO_BACKUP[1]) or access.create_org(
+                session, name=DEMO_BACKUP[0], operator_id=DEMO_BACKUP[1], role=Role.backup_provider)
+            issued = access.create_client(session, org_id=provider.id, role=Role.backup_provider)
+            for org in orgs.values():
+                if org.role == Role.economic_operator.value:
+                    feed_service.appoint(session, operator_org_id=org.id, provider_org_id=provider.id,
+                                         reference="demo backup agreement")
+            origin = integrity_log.origin_of(settings.base_url)
+            key = integrity_log.load_signer(session, secret_key=secret, origin=origin).verifier.encode()
+            backup.add_source(session, source_id=DEMO_SOURCE, url=settings.base_url, origin=origin, verifier_key=key,
+                              client_id=issued.client_id, client_secret=issued.client_secret, secret_key=secret)
+        return True
+    finally:
+        engine.dispose()
