@@ -101,4 +101,14 @@ def test_endpoints_the_fetch_policy_refuses_count_as_unreachable(session_factory
                            updated_at="2027-02-18T10:00:00.000000Z"))
     prober = NodeProber(session_factory, HttpFetcher(timeout=1), interval=1, failures=1)
     assert asyncio.run(prober.probe_once()) == {"r": "unreachable"}
-    assert prober.streaks["r"].last_error
+    assert prober.streaks[f"r {endpoint}"].last_error
+
+
+def test_when_every_repository_fails_at_once_the_registry_marks_none(session_factory: Any) -> None:
+    with session_factory.begin() as s:
+        for node_id in ("r1", "r2"):
+            s.add(RegistryNode(node_id=node_id, kind="repository", endpoint=f"http://127.0.0.1:{_free_port()}",
+                               status="active", updated_at="2027-02-18T10:00:00.000000Z"))
+    prober = NodeProber(session_factory, HttpFetcher(http_hosts=["127.0.0.1"], timeout=1), interval=1, failures=1)
+    assert asyncio.run(prober.probe_once()) == {}
+    assert _statuses(session_factory) == {"r1": "active", "r2": "active"}

@@ -6,13 +6,15 @@ off). Each round it asks every ``repository`` node whose status is ``active`` or
 does not exist (``GET {endpoint}/api/v1/dpps/urn:dbp:probe``, anonymously, with the registry's fetch limits and
 address checks): any answer below 500 — a 404 is the expected one — means the repository is up; no answer, a
 timeout or a 5xx is a failure. After ``failures`` failures in a row an ``active`` node becomes ``unreachable`` (the
-resolver then routes its passports to their backup node); after ``recoveries`` good answers in a row an
-``unreachable`` node becomes ``active`` again. A node the Commission marked ``exited`` is never probed or changed:
-that is a decision, not a symptom. Each change is a conditional update (only from the status the round saw) and an
+resolver then routes its passports to their backup node); after ``recoveries`` good answers in a row a node the
+*probes* marked ``unreachable`` becomes ``active`` again (``registry_nodes.status_by``). A status the Commission
+set (``exited``, or ``unreachable`` by ``PATCH``) is a decision the probes never change. When every repository of
+a round of at least two fails at once, nothing is marked: the registry itself is more likely cut off than all of
+them gone. Each change is a conditional update (only from the status and endpoint the round saw) and an
 access-log record ``registry.nodeChanged`` by the registry itself, with the reason.
 
-The decision (``judge``) is pure; the counts live in the prober (one registry process decides; several would
-each need their own failures in a row, which only delays the change).
+The decision (``judge``) is pure; the counts live in the prober, per node and endpoint (one registry process
+decides; several would each need their own failures in a row, which only delays the change).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dbp.registry.schemas import NodeStatus
 log = logging.getLogger("dbp.registry")
 
 PROBE_ID = "urn:dbp:probe"
+PROBE = "probe"  # registry_nodes.status_by of the markings made here
 REGISTRY = Principal(PrincipalKind.client, "registry-node-prober", role=Role.commission)  # the registry itself
 
 
@@ -49,12 +52,13 @@ class Streak:
     last_error: str | None = None
 
 
-def judge(status: str, streak: Streak, *, failures: int, recoveries: int) -> str | None:
+def judge(status: str, streak: Streak, *, failures: int, recoveries: int, by: str | None = PROBE) -> str | None:
     """The node's new status, or None to leave it: ``active`` → ``unreachable`` after ``failures`` failures in a
-    row, ``unreachable`` → ``active`` after ``recoveries`` successes in a row; nothing else changes here."""
+    row, ``unreachable`` → ``active`` after ``recoveries`` successes in a row when the probes (``by``) marked it;
+    nothing else changes here."""
     if status == NodeStatus.active.value and streak.failures >= failures:
         return NodeStatus.unreachable.value
-    if status == NodeStatus.unreachable.value and streak.successes >= recoveries:
+    if status == NodeStatus.unreachable.value and by == PROBE and streak.successes >= recoveries:
         return NodeStatus.active.value
     return None
 
@@ -70,12 +74,14 @@ class NodeProber:
     on_change: Callable[[str, str, str], None] | None = None  # (node id, new status, reason), for tests and logs
     _task: asyncio.Task[None] | None = None
 
-    def _nodes(self) -> list[tuple[str, str, str]]:
+    def _nodes(self) -> list[tuple[str, str, str, str | None]]:
+        """(node id, endpoint, status, status_by) of the repositories to probe."""
         with self.factory() as session:
-            rows = session.execute(select(RegistryNode.node_id, RegistryNode.endpoint, RegistryNode.status).where(
+            rows = session.execute(select(RegistryNode.node_id, RegistryNode.endpoint, RegistryNode.status,
+                                          RegistryNode.status_by).where(
                 RegistryNode.kind == "repository",
                 RegistryNode.status.in_([NodeStatus.active.value, NodeStatus.unreachable.value]))).all()
-        return [(str(a), str(b), str(c)) for a, b, c in rows]
+        return [(str(a), str(b), str(c), d) for a, b, c, d in rows]
 
     async def _probe(self, endpoint: str) -> str | None:
         """None when the repository answered (< 500), else why not."""
@@ -87,11 +93,12 @@ class NodeProber:
             return f"{type(exc).__name__}: {exc}"
         return None if answer.status < 500 else f"answered {answer.status}"
 
-    def _change(self, node_id: str, old: str, new: str, reason: str) -> bool:
+    def _change(self, node_id: str, old: str, new: str, reason: str, *, endpoint: str | None = None) -> bool:
         with transaction(self.factory) as session:
-            result = session.execute(update(RegistryNode).where(RegistryNode.node_id == node_id,
-                                                                 RegistryNode.status == old)
-                                     .values(status=new, updated_at=timestamp()))
+            stmt = update(RegistryNode).where(RegistryNode.node_id == node_id, RegistryNode.status == old)
+            if endpoint is not None:  # the endpoint probed: a node moved meanwhile is judged at its new one
+                stmt = stmt.where(RegistryNode.endpoint == endpoint)
+            result = session.execute(stmt.values(status=new, status_by=PROBE, updated_at=timestamp()))
             if result.rowcount != 1:  # type: ignore[attr-defined]  # the Commission changed it meanwhile
                 return False
             audit.record(session, audit.AccessRecord.of(
@@ -105,22 +112,27 @@ class NodeProber:
     async def probe_once(self) -> dict[str, str]:
         """One round; returns node id -> new status for the nodes it changed."""
         nodes = await asyncio.to_thread(self._nodes)
-        results = await asyncio.gather(*(self._probe(endpoint) for _, endpoint, _ in nodes))
+        results = await asyncio.gather(*(self._probe(endpoint) for _, endpoint, _, _ in nodes))
         changed: dict[str, str] = {}
-        for (node_id, _, status), error in zip(nodes, results, strict=True):
-            streak = self.streaks.setdefault(node_id, Streak())
+        everyone_failed = len(nodes) >= 2 and all(error is not None for error in results)
+        if everyone_failed:
+            log.warning("registry: every repository failed its probe at once; marking none (is this registry cut "
+                        "off from the network?)")
+        for (node_id, endpoint, status, by), error in zip(nodes, results, strict=True):
+            streak = self.streaks.setdefault(f"{node_id} {endpoint}", Streak())
             if error is None:
                 streak.successes, streak.failures, streak.last_error = streak.successes + 1, 0, None
             else:
                 streak.failures, streak.successes, streak.last_error = streak.failures + 1, 0, error
-            new = judge(status, streak, failures=self.failures, recoveries=self.recoveries)
+            new = None if everyone_failed else judge(status, streak, failures=self.failures,
+                                                     recoveries=self.recoveries, by=by)
             if new is not None:
                 reason = (f"{streak.failures} probes failed in a row: {error}" if error is not None
                           else f"{streak.successes} probes answered in a row")
-                if await asyncio.to_thread(self._change, node_id, status, new, reason):
+                if await asyncio.to_thread(self._change, node_id, status, new, reason, endpoint=endpoint):
                     changed[node_id] = new
-        for node_id in set(self.streaks) - {n for n, _, _ in nodes}:
-            del self.streaks[node_id]
+        for key in set(self.streaks) - {f"{n} {e}" for n, e, _, _ in nodes}:
+            del self.streaks[key]
         return changed
 
     def start(self) -> None:

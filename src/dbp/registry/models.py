@@ -98,6 +98,8 @@ class RegistryNode(Base):
     endpoint: Mapped[str] = mapped_column(String(2048), unique=True)  # API base URL
     keys: Mapped[str | None] = mapped_column(Text, nullable=True)  # its public keys (JWKS JSON)
     status: Mapped[str] = mapped_column(String(16))  # active | exited | unreachable
+    # who set the status: "commission", or "probe" (dbp.registry.health reverts only its own markings)
+    status_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
     updated_at: Mapped[str] = mapped_column(TS)
 
 

@@ -757,7 +757,8 @@ def create_node(session: Session, *, principal: Principal, body: NodeCreate, end
         raise Conflict(f"endpoint {endpoint} is node {taken}'s",
                        details=[FieldError("$.endpoint", "registry.endpointTaken", f"held by {taken}")])
     node = RegistryNode(node_id=body.nodeId, kind=body.kind.value, operator_id=body.operatorId, endpoint=endpoint,
-                        keys=_keys_text(body.keys), status=body.status.value, updated_at=timestamp())
+                        keys=_keys_text(body.keys), status=body.status.value, status_by="commission",
+                        updated_at=timestamp())
     session.add(node)
     _flush(session, f"node {body.nodeId}")
     _log_node(session, node, principal=principal, action="nodeAdded", request_id=request_id)
@@ -776,7 +777,7 @@ def patch_node(session: Session, *, principal: Principal, node_id: str, body: No
                            details=[FieldError("$.endpoint", "registry.endpointTaken", f"held by {taken}")])
         node.endpoint = endpoint
     if body.status is not None:
-        node.status = body.status.value
+        node.status, node.status_by = body.status.value, "commission"
     if "keys" in body.model_fields_set:
         node.keys = _keys_text(body.keys)
     node.updated_at = timestamp()

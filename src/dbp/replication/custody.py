@@ -155,9 +155,14 @@ def _accepted_keys(header: dict[str, Any], checkpoints: list[dict[str, Any]], an
         try:
             raw = base64.urlsafe_b64decode(str(meta["x"]) + "=" * (-len(str(meta["x"])) % 4))
             VerifierKey(origin, raw)
-        except (KeyError, TypeError, ValueError, binascii.Error):
+            retired = meta.get("retiredAt")
+            if not isinstance(meta["createdAt"], str) or not (retired is None or isinstance(retired, str)):
+                continue
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error):
             continue
-        candidates[raw] = (str(kid), meta)
+        if raw in candidates:  # one kid per key: a second name for a key is not taken
+            continue
+        candidates[raw] = (str(kid)[:256], {"x": meta["x"], "createdAt": meta["createdAt"], "retiredAt": retired})
     trusted = {anchor.public_key}
     grew = True
     while grew:
@@ -246,6 +251,12 @@ def restore(session: Session, stream: IO[bytes], *, source_id: str, anchor: str 
     if tree.size != header.get("treeSize"):
         raise _refuse(f"expected {header.get('treeSize')} leaves, got {tree.size}")
 
+    sizes = [cp.get("treeSize") if isinstance(cp, dict) else None for cp in checkpoints]
+    if len(set(map(str, sizes))) != len(sizes):
+        raise _refuse("a checkpoint appears twice")
+    if len({(v.get("dppId"), v.get("version")) for v in versions}) != len(versions) or \
+            len({v.get("position") for v in versions}) != len(versions):
+        raise _refuse("a version (or a log position) appears twice")
     keys = _accepted_keys(header, checkpoints, anchor_key, origin)
     result.keys = sorted(keys)
     session.add(BackupSource(source_id=source_id, url=str(header.get("url", ""))[:2048], origin=origin,

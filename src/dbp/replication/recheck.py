@@ -66,7 +66,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _check_tree(session: Session, source: BackupSource, result: SourceCheck, progress: Progress | None) -> None:
+def _check_tree(session: Session, source: BackupSource, result: SourceCheck, progress: Progress | None
+                ) -> set[int]:
+    """The sizes of the checkpoints whose signed root the held leaves reproduce (problems recorded on the way)."""
     checkpoints = {c.tree_size: c for c in session.scalars(
         select(BackupCheckpoint).where(BackupCheckpoint.source_id == source.source_id))}
     verifiers = [VerifierKey(source.origin, raw) for raw in {k.public_key for k in backup.key_periods(source)}]
@@ -81,6 +83,7 @@ def _check_tree(session: Session, source: BackupSource, result: SourceCheck, pro
             result.problem(f"checkpoint {size}: expected the note to name size {size} and root "
                            f"{_b64(bytes(cp.root_hash))}, got size {seen.size} root {_b64(seen.root_hash)}")
     # the inner nodes (about one per leaf): each must be popped by the leaf that completes it
+    matched: set[int] = set()
     stored = {(int(level), int(idx)): bytes(digest) for level, idx, digest in session.execute(
         select(BackupNode.level, BackupNode.idx, BackupNode.hash).where(
             BackupNode.source_id == source.source_id, BackupNode.level > 0))}
@@ -95,7 +98,7 @@ def _check_tree(session: Session, source: BackupSource, result: SourceCheck, pro
         for idx, digest in rows:
             if int(idx) != tree.size:
                 result.problem(f"leaves: expected leaf {tree.size} next, got leaf {idx} (a leaf is missing)")
-                return
+                return matched
             for subtree in tree.append(bytes(digest)):
                 if subtree.level == 0:
                     continue
@@ -109,20 +112,33 @@ def _check_tree(session: Session, source: BackupSource, result: SourceCheck, pro
                 if root != bytes(checkpoints[tree.size].root_hash):
                     result.problem(f"checkpoint {tree.size}: expected the held leaves to hash to its root "
                                    f"{_b64(bytes(checkpoints[tree.size].root_hash))}, got {_b64(root)}")
+                else:
+                    matched.add(tree.size)
         result.leaves = tree.size
         position = tree.size
         if progress is not None:
             progress(f"{source.source_id} tree", tree.size, source.tree_size)
     if tree.size != source.tree_size:
         result.problem(f"leaves: expected {source.tree_size} leaves held, got {tree.size}")
+    for size in sorted(s for s in checkpoints if s > tree.size):  # a signed root nothing held reproduces
+        result.problem(f"checkpoint {size}: expected the leaves it signs to be held, got only {tree.size} leaves")
+    if checkpoints and max(checkpoints) != source.tree_size:
+        result.problem(f"checkpoints: expected the newest one to cover the {source.tree_size} leaves held, got one of "
+                       f"{max(checkpoints)}")
     for (level, idx) in sorted(stored)[:5]:
         result.problem(f"node level {level} index {idx}: held, but no leaves held complete it")
+    return matched
 
 
-def _check_versions(session: Session, source: BackupSource, result: SourceCheck, progress: Progress | None) -> None:
+def _check_versions(session: Session, source: BackupSource, result: SourceCheck, progress: Progress | None,
+                    matched: set[int]) -> None:
+    """Every held version against the newest checkpoint whose root the held leaves reproduced."""
     keys = backup.raw_keys(source)
-    latest = backup.latest_checkpoint(session, source_id=source.source_id)
+    latest = session.get(BackupCheckpoint, (source.source_id, max(matched))) if matched else None
     if latest is None:
+        if session.scalar(select(func.count()).select_from(BackupVersion)
+                          .where(BackupVersion.source_id == source.source_id)):
+            result.problem("versions: none checked — no signed checkpoint's root is reproduced by the held leaves")
         return
     verifiers = [VerifierKey(source.origin, raw) for raw in set(keys.values())]
     try:
@@ -175,7 +191,7 @@ def recheck(session: Session, *, source_id: str | None = None, progress: Progres
     results = []
     for source in chosen:
         result = SourceCheck(source.source_id)
-        _check_tree(session, source, result, progress)
-        _check_versions(session, source, result, progress)
+        matched = _check_tree(session, source, result, progress)
+        _check_versions(session, source, result, progress, matched)
         results.append(result)
     return results
