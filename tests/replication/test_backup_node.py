@@ -236,6 +236,26 @@ def test_copies_are_served_with_the_repositorys_access_rules_and_logged(node: Ba
                      "ClientErrorBadRequest")
         assert_error(httpx.get(f"{srv.base_url}/backup/api/v1/dpps/{'x' * 300}"), 400, "ClientErrorBadRequest")
         assert_error(httpx.get(f"{srv.base_url}/api/v1/backup/status"), 401, "ClientNotAuthorized")
+        tokens = {}
+        for role in (Role.backup_provider, Role.market_surveillance, Role.recycler, Role.economic_operator):
+            with node.factory.begin() as s:
+                org = access.create_org(s, name=role.value, operator_id=f"urn:test:{role.value}", role=role)
+                issued = access.create_client(s, org_id=org.id, role=role)
+            tokens[role] = httpx.post(f"{srv.base_url}/api/v1/auth/token", data={
+                "grant_type": "client_credentials", "client_id": issued.client_id,
+                "client_secret": issued.client_secret}).json()["access_token"]
+        for role, allowed in ((Role.backup_provider, True), (Role.market_surveillance, True),
+                              (Role.recycler, False), (Role.economic_operator, False)):
+            for path in ("status", "rejections", "alerts"):
+                r = httpx.get(f"{srv.base_url}/api/v1/backup/{path}",
+                              headers={"Authorization": f"Bearer {tokens[role]}"})
+                if allowed:
+                    assert r.status_code == 200, r.text
+                else:
+                    assert_error(r, 403, "ClientForbidden")
+        status = httpx.get(f"{srv.base_url}/api/v1/backup/status",
+                           headers={"Authorization": f"Bearer {tokens[Role.backup_provider]}"}).json()
+        assert status["sources"][0]["lagLeaves"] == 0 and "clientSecret" not in str(status)
         # evidence from the backup verifies against the ORIGINAL operator's keys
         ev = httpx.get(f"{srv.base_url}/backup/api/v1/dpps/{dpp}/evidence")
         assert ev.status_code == 200, ev.text

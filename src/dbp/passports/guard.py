@@ -126,10 +126,13 @@ async def view_for(request: Request, principal: Principal, v: StoredVersion) -> 
     return await view_on(request.app.state, principal, v)
 
 
-async def view_on(state: Any, principal: Principal, v: StoredVersion) -> tuple[StoredVersion, ReadDecision]:
+async def view_on(state: Any, principal: Principal, v: StoredVersion, *, views: Any = None
+                  ) -> tuple[StoredVersion, ReadDecision]:
+    """The view of ``v`` the caller may read; ``views`` is the view cache (default the repository's: a cache is
+    keyed by passport and version, so copies held for other repositories use one of their own)."""
     decision = await decide_on(state, principal, v.operator_id, v.dpp_id)
     if not decision.everything:
-        body, sha = state.views.get(v.dpp_id, v.version, decision.groups, v.body, v.view_index)
+        body, sha = (views or state.views).get(v.dpp_id, v.version, decision.groups, v.body, v.view_index)
         # a view is not the signed bytes: no index, no signature (built directly: dataclasses.replace costs ~4 µs)
         v = StoredVersion(v.dpp_id, v.version, v.created_at, sha, body, v.operator_id, None, None, v.public_sha256)
     return v, decision

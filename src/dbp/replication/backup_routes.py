@@ -10,8 +10,13 @@
   backup's own tree and the repository's signed checkpoint (``backup.bundle``): ``dbp verify`` checks it
   against the original operator's keys.
 * ``GET /api/v1/backup/status`` — per source: status, cursor, tree size, lag (``lagLeaves``), counts,
-  rejections, alerts, last error (authenticated callers; no secrets in it). ``GET /api/v1/backup/rejections``
-  and ``/api/v1/backup/alerts`` list what was refused and what the witness caught.
+  rejections, alerts, last error. ``GET /api/v1/backup/rejections`` and ``/api/v1/backup/alerts`` list what was
+  refused and what the witness caught. For the backup provider's own clients (role ``backupProvider``) and the
+  authorities (the Commission, market surveillance, notified bodies): 401 anonymous, 403 anyone else. No secrets
+  are in them.
+
+Copies have a view cache of their own (``state.backup_views``): the repository role's cache is keyed by passport
+and version, and a copy must never be answered with a view made from other bytes.
 """
 
 from __future__ import annotations
@@ -22,15 +27,16 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from dbp.access.deps import PrincipalDep
-from dbp.access.principal import Principal
+from dbp.access.principal import Principal, Role
 from dbp.audit.service import Action
 from dbp.clock import timestamp
 from dbp.deps import in_read_session
-from dbp.errors import Unauthorized
+from dbp.errors import Forbidden, Unauthorized
 from dbp.http import json_response
 from dbp.integrity.evidence import bundle_json
 from dbp.passports import guard
 from dbp.passports.attributes import AccessGroup
+from dbp.passports.redaction import ViewCache
 from dbp.passports.service import StoredVersion
 from dbp.replication import backup
 from dbp.replication.models import BackupVersion
@@ -65,7 +71,7 @@ async def _copy(request: Request, dpp_id: str, version: int | None) -> BackupVer
 @router.get("/backup/api/v1/dpps/{dppId}", summary="A passport as the backup holds it (verified copy)")
 async def read_copy(request: Request, principal: PrincipalDep, dppId: DppId, version: Version = None) -> Response:
     copy = await _copy(request, dppId, version)
-    v, decision = await guard.view_on(request.app.state, principal, _stored(copy))
+    v, decision = await guard.view_on(request.app.state, principal, _stored(copy), views=_views(request))
     await guard.log_read(request, principal, action=Action.read if version is None else Action.read_version,
                          dpp_id=copy.dpp_id, operator_id=copy.operator_id,
                          detail=[*sorted(g.value for g in decision.groups), f"backup:{copy.source_id}"],
@@ -78,12 +84,12 @@ async def read_copy_evidence(request: Request, principal: PrincipalDep, dppId: D
                              version: Version = None) -> Response:
     copy = await _copy(request, dppId, version)
     full = _stored(copy)
-    _, decision = await guard.view_on(request.app.state, principal, full)
+    _, decision = await guard.view_on(request.app.state, principal, full, views=_views(request))
     if decision.everything:
         view, document = "full", full.body
     else:
         view = "public"
-        document, _ = request.app.state.views.get(copy.dpp_id, copy.version, PUBLIC, full.body, None)
+        document, _ = _views(request).get(copy.dpp_id, copy.version, PUBLIC, full.body, None)
     made = await in_read_session(request, lambda s: backup.bundle(s, copy=copy, view=view, document=document,
                                                                     issued_at=timestamp()))
     await guard.log_read(request, principal, action=Action.read_evidence, dpp_id=copy.dpp_id,
@@ -97,6 +103,16 @@ async def read_copy_evidence(request: Request, principal: PrincipalDep, dppId: D
 def _known(principal: Principal) -> None:
     if principal.is_anonymous:
         raise Unauthorized("the backup's status needs credentials (POST /api/v1/auth/token)")
+    if principal.role is not Role.backup_provider and not principal.is_authority:
+        raise Forbidden("the backup's status is for the backup provider and the authorities")
+
+
+def _views(request: Request) -> ViewCache:
+    state = request.app.state
+    views: ViewCache | None = getattr(state, "backup_views", None)
+    if views is None:
+        views = state.backup_views = ViewCache()
+    return views
 
 
 @router.get("/api/v1/backup/status", summary="Per followed repository: cursor, lag, counts, health")
