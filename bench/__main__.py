@@ -1,5 +1,6 @@
 """``python -m bench``: dataset → bulk import (dbp vs raw insert) → reads (dbp vs bare ASGI: anonymous,
-recycler with a purpose, responsible operator) → resolver redirects (dbp vs bare ASGI) → report.
+recycler with a purpose, responsible operator) → resolver redirects (dbp vs bare ASGI) → backup node catch-up
+(verified and stored vs the bare transfer) → transparency log → report.
 
 Exit status: 0 when every step ran (targets missed or not, unless ``--strict``), 1 when a step
 failed, 2 for bad arguments, 3 with ``--strict`` when a ratio misses its target.
@@ -15,6 +16,7 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from bench import backup as backup_bench
 from bench import dataset as ds
 from bench import imports, read, report
 from bench import log as log_bench
@@ -28,8 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmarks of dbp against baselines measured in the same run on the same database: "
-                    "read throughput (dbp app vs a bare ASGI app, both under uvicorn, load from wrk) and bulk "
-                    "import rate (bulk.import_records vs a raw batched insert of the same rows).",
+                    "read throughput (dbp app vs a bare ASGI app, both under uvicorn, load from wrk), bulk "
+                    "import rate (bulk.import_records vs a raw batched insert of the same rows) and a backup "
+                    "node's catch-up (verified versions/s vs the bare transfer of the same pages).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--count", type=int, default=100_000, help="passports in the dataset")
     p.add_argument("--database-url", default=None,
@@ -51,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "dismantling), owner (Bearer token of the passports' responsible operator)")
     p.add_argument("--skip-resolver", action="store_true",
                    help="skip the resolver benchmark (307 redirects of product identifiers vs a bare ASGI app)")
+    p.add_argument("--skip-backup", action="store_true",
+                   help="skip the backup benchmark (a backup node catching up from zero over HTTP, every version "
+                        "verified and stored, vs the bare transfer of the same pages; then dbp backup verify)")
     p.add_argument("--skip-import", action="store_true",
                    help="skip the import comparison (the dataset is still loaded through dbp's import, untimed)")
     p.add_argument("--log-leaves", type=int, default=1_000_000,
@@ -111,6 +117,9 @@ def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
                                                        duration=args.duration, warmup=args.warmup,
                                                        rounds=args.rounds, urls=args.urls, seed=args.seed)
             doc["results"]["resolver"] = {**result, "target": report.TARGETS["resolver"]}
+        if not args.skip_backup:  # before the log benchmark, whose synthetic leaves are no passport's versions
+            step("backup benchmark")
+            doc["results"]["backup"] = backup_bench.backup_benchmark(dbs.dbp_url, rounds=args.rounds)
         if args.log_leaves:
             step(f"transparency log: appending {args.log_leaves:,} leaves in real transactions")
             appends = log_bench.append_rates(dbs.dbp_url, leaves=args.log_leaves, batch_size=args.batch_size,
@@ -148,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if doc["environment"] and hasattr(os, "getloadavg"):
         doc["environment"]["load_average_at_end"] = list(os.getloadavg())
     doc["targets_met"] = {name: report.verdict(name, doc["results"]) for name in report.TARGETS}
+    doc["targets_met"]["backup"] = report.backup_verdict(doc["results"])
     doc["results_file"] = str(report.write(doc))
     if doc["ok"]:
         print(report.table(doc))

@@ -18,10 +18,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from dbp.access.secrets import decrypt, encrypt
@@ -45,6 +45,9 @@ NOT_FOLLOWED = frozenset({HALTED, CUSTODY})
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
 _SOURCE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_IN_CHUNK = 500  # values in one IN (…) list: well below every database's limit on bound parameters
+_NODES = cast(Table, BackupNode.__table__)  # Core executemany: no ORM unit-of-work per row
+_VERSIONS = cast(Table, BackupVersion.__table__)
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -170,7 +173,7 @@ def store_tree(session: Session, *, source: BackupSource, subtrees: Sequence[mer
     """The nodes the new leaves completed and the checkpoint they were checked against, in the caller's
     transaction (with the source's new tree size: all or nothing)."""
     if subtrees:
-        session.execute(insert(BackupNode), [
+        session.execute(insert(_NODES), [
             {"source_id": source.source_id, "level": s.level, "idx": s.index, "hash": s.digest} for s in subtrees])
     if session.get(BackupCheckpoint, (source.source_id, size)) is None:
         session.add(BackupCheckpoint(source_id=source.source_id, tree_size=size, root_hash=root, note=note,
@@ -192,15 +195,39 @@ def leaf_hashes(session: Session, *, source_id: str, positions: Iterable[int]) -
 # ------------------------------------------------------------------------------------------------ copies
 def store_copy(session: Session, *, source_id: str, entry: dict[str, Any], body: bytes) -> bool:
     """Keep a verified version (idempotent: a version held already is not written again). True if new."""
-    key = (source_id, entry["dppId"], entry["version"])
-    if session.get(BackupVersion, key) is not None:
-        return False
-    session.add(BackupVersion(
-        source_id=source_id, dpp_id=entry["dppId"], version=entry["version"], position=entry["position"],
-        created_at=entry["createdAt"], change=entry["change"], operator_id=entry["operatorId"],
-        dpp_status=entry["dppStatus"], sha256=entry["sha256"], public_sha256=entry["publicSha256"],
-        kid=entry["kid"], signature=entry["signature"], canonical=body, verified_at=timestamp()))
-    return True
+    return store_copies(session, source_id=source_id, copies=[(entry, body)])[0]
+
+
+def store_copies(session: Session, *, source_id: str, copies: Sequence[tuple[dict[str, Any], bytes]]) -> list[bool]:
+    """Keep verified versions ``(entry, body)`` — a feed page's — with one look-up of what is held and one insert
+    (idempotent: a version held already, or met earlier in ``copies``, is not written again). Per copy, True if
+    it is new."""
+    if not copies:
+        return []
+    ids = sorted({entry["dppId"] for entry, _ in copies})
+    held: set[tuple[str, int]] = set()
+    for i in range(0, len(ids), _IN_CHUNK):
+        held.update((str(d), int(v)) for d, v in session.execute(
+            select(BackupVersion.dpp_id, BackupVersion.version).where(
+                BackupVersion.source_id == source_id, BackupVersion.dpp_id.in_(ids[i:i + _IN_CHUNK]))))
+    rows: list[dict[str, Any]] = []
+    new: list[bool] = []
+    for entry, body in copies:
+        key = (entry["dppId"], entry["version"])
+        if key in held:
+            new.append(False)
+            continue
+        held.add(key)
+        new.append(True)
+        rows.append({
+            "source_id": source_id, "dpp_id": entry["dppId"], "version": entry["version"],
+            "position": entry["position"], "created_at": entry["createdAt"], "change": entry["change"],
+            "operator_id": entry["operatorId"], "dpp_status": entry["dppStatus"], "sha256": entry["sha256"],
+            "public_sha256": entry["publicSha256"], "kid": entry["kid"], "signature": entry["signature"],
+            "canonical": body, "verified_at": timestamp()})
+    if rows:
+        session.execute(insert(_VERSIONS), rows)
+    return new
 
 
 def reject(session: Session, *, source_id: str, entry: object, position: int, step: str, reason: str) -> None:
@@ -221,9 +248,17 @@ def reject(session: Session, *, source_id: str, entry: object, position: int, st
 
 
 def resolve_rejection(session: Session, *, source_id: str, position: int) -> None:
-    session.execute(update(BackupRejection).where(
-        BackupRejection.source_id == source_id, BackupRejection.position == position,
-        BackupRejection.resolved_at.is_(None)).values(resolved_at=timestamp()))
+    resolve_rejections(session, source_id=source_id, positions=[position])
+
+
+def resolve_rejections(session: Session, *, source_id: str, positions: Sequence[int]) -> None:
+    """Mark the open rejections at ``positions`` resolved (their entries verified since)."""
+    wanted = sorted(set(positions))
+    at = timestamp()
+    for i in range(0, len(wanted), _IN_CHUNK):
+        session.execute(update(BackupRejection).where(
+            BackupRejection.source_id == source_id, BackupRejection.position.in_(wanted[i:i + _IN_CHUNK]),
+            BackupRejection.resolved_at.is_(None)).values(resolved_at=at))
 
 
 def open_rejections(session: Session, *, source_id: str, limit: int = 100) -> list[BackupRejection]:

@@ -22,7 +22,10 @@ A round, in order:
    is the one the backup holds at that position) and stored (idempotent), or recorded as a rejection with the
    step and reason — and the cursor moves past it either way, so a forged entry never stops replication. Each
    page is one transaction with the cursor: a crash or a dropped connection resumes from the last page stored,
-   nothing lost, nothing twice. Entries at or past the verified tree size wait for the next round.
+   nothing lost, nothing twice. Entries at or past the verified tree size wait for the next round. While a page is
+   checked and stored, the next one (known from the page alone: it starts past its last entry) is fetched in a
+   second thread — only a page the round would read next anyway; an error fetching it stops the round when that
+   page's turn comes, as if it had been fetched then.
 5. **Rejections** still open are fetched again (one entry each) and stored if they now verify: a fault in
    transport heals, a forgery stays reported.
 
@@ -39,6 +42,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -346,35 +350,50 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
 
     # 4. feed
     position = source.next_position
-    while position < report.tree_size and (max_entries is None or report.stored < max_entries):
-        page = client.feed(position, FEED_PAGE)
-        entries = page["entries"]
-        log_size = page.get("logSize")
-        report.log_size = log_size if type(log_size) is int and log_size >= 0 else report.log_size
-        next_position = _cursor_position(page["nextCursor"])
-        taken, reached_end = _take(entries, report.tree_size, position)
-        with transaction(factory) as session:
-            hashes = backup.leaf_hashes(session, source_id=source_id, positions=[p for p, _ in taken])
-            for pos, entry in taken:
-                _one(session, report, source_id, entry, pos, keys, audited, hashes.get(pos))
-            if reached_end or len(entries) < FEED_PAGE:
+    ahead: tuple[int, Future[dict[str, Any]]] | None = None  # the next page, fetched while this one is checked
+    fetcher: ThreadPoolExecutor | None = None
+    try:
+        while position < report.tree_size and (max_entries is None or report.stored < max_entries):
+            page = ahead[1].result() if ahead is not None and ahead[0] == position else \
+                client.feed(position, FEED_PAGE)
+            ahead = None
+            entries = page["entries"]
+            log_size = page.get("logSize")
+            report.log_size = log_size if type(log_size) is int and log_size >= 0 else report.log_size
+            next_position = _cursor_position(page["nextCursor"])
+            taken, reached_end = _take(entries, report.tree_size, position)
+            last_page = reached_end or len(entries) < FEED_PAGE
+            if last_page:
                 # a short page saw every committed leaf up to its snapshot: jump to nextCursor, within the tree
                 new_position = min(max(next_position, position), report.tree_size) if not reached_end else \
                     (taken[-1][0] + 1 if taken else position)
             else:
                 new_position = taken[-1][0] + 1
-            row = backup.get_source(session, source_id=source_id)
-            row.next_position = max(row.next_position, new_position)
-            row.log_size = report.log_size
-        report.pages.append(len(taken))
-        if progress is not None:
-            report.cursor = new_position
-            progress(report)
-        if new_position <= position:
-            break
-        position = new_position
-        if reached_end or len(entries) < FEED_PAGE:
-            break
+            if not last_page and position < new_position < report.tree_size and max_entries is None:
+                # the round reads that page next whatever this one holds: fetch it meanwhile (one page ahead)
+                fetcher = fetcher or ThreadPoolExecutor(1, thread_name_prefix="dbp-backup-fetch")
+                ahead = (new_position, fetcher.submit(client.feed, new_position, FEED_PAGE))
+            with transaction(factory) as session:
+                hashes = backup.leaf_hashes(session, source_id=source_id, positions=[p for p, _ in taken])
+                passed = [ok for pos, entry in taken
+                          if (ok := _check(session, report, source_id, entry, pos, keys, audited, hashes.get(pos)))
+                          is not None]
+                _keep(session, report, source_id, passed)
+                row = backup.get_source(session, source_id=source_id)
+                row.next_position = max(row.next_position, new_position)
+                row.log_size = report.log_size
+            report.pages.append(len(taken))
+            if progress is not None:
+                report.cursor = new_position
+                progress(report)
+            if new_position <= position:
+                break
+            position = new_position
+            if last_page:
+                break
+    finally:
+        if fetcher is not None:  # a page still in flight (the round stopped early) is awaited and dropped
+            fetcher.shutdown(wait=True, cancel_futures=True)
     report.cursor = position
 
     # 5. rejections
@@ -390,8 +409,10 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
             continue
         with transaction(factory) as session:
             hashes = backup.leaf_hashes(session, source_id=source_id, positions=[pos])
+            healed = _check(session, report, source_id, entry, pos, keys, audited, hashes.get(pos), retry=True)
             before = report.stored
-            _one(session, report, source_id, entry, pos, keys, audited, hashes.get(pos), retry=True)
+            if healed is not None:
+                _keep(session, report, source_id, [healed])
             if report.stored > before:
                 report.healed += 1
 
@@ -432,27 +453,33 @@ def _take(entries: list[Any], tree_size: int, start: int) -> tuple[list[tuple[in
     return taken, False
 
 
-def _one(session: Session, report: RoundReport, source_id: str, entry: dict[str, Any], pos: int,
-         keys: dict[str, bytes], audited: verify.AuditedTree, leaf_hash: bytes | None, *, retry: bool = False
-         ) -> None:
+def _check(session: Session, report: RoundReport, source_id: str, entry: dict[str, Any], pos: int,
+           keys: dict[str, bytes], audited: verify.AuditedTree, leaf_hash: bytes | None, *, retry: bool = False
+           ) -> verify.VerifiedEntry | None:
+    """The entry at ``pos``, verified; or None when it failed a step (recorded as a rejection, logged)."""
     body_text = entry.get("body")
     try:
         if leaf_hash is None:
             raise VerificationError(f"inclusion: the backup holds no leaf at position {pos}")
         if not isinstance(body_text, str):
             raise VerificationError("shape: expected the entry's body (include=body), got none")
-        verified = verify.verify_entry_in_tree(entry, body=body_text.encode("utf-8"), keys=keys, audited=audited,
-                                               leaf_hash=leaf_hash)
+        return verify.verify_entry_in_tree(entry, body=body_text.encode("utf-8"), keys=keys, audited=audited,
+                                           leaf_hash=leaf_hash)
     except VerificationError as exc:
         step = exc.message.split(":", 1)[0]
         backup.reject(session, source_id=source_id, entry=entry, position=pos, step=step, reason=exc.message)
         if not retry:
             report.rejected += 1
         log.warning("backup source %s: entry at position %d rejected: %s", source_id, pos, exc.message)
-        return
-    if backup.store_copy(session, source_id=source_id, entry=verified.entry, body=verified.body):
-        report.stored += 1
-    backup.resolve_rejection(session, source_id=source_id, position=pos)
+        return None
+
+
+def _keep(session: Session, report: RoundReport, source_id: str, verified: list[verify.VerifiedEntry]) -> None:
+    """Store the verified entries (one look-up and one insert for a page; a version held already is not written
+    again) and resolve any open rejection at their positions."""
+    new = backup.store_copies(session, source_id=source_id, copies=[(v.entry, v.body) for v in verified])
+    report.stored += sum(new)
+    backup.resolve_rejections(session, source_id=source_id, positions=[v.position for v in verified])
 
 
 def b64(data: bytes) -> str:
