@@ -31,8 +31,9 @@ from dbp.db import make_engine, make_sessionmaker, sqlite_file
 from dbp.migrate import upgrade
 
 # log_state first: deleting it waits for an appender or checkpointer holding it, so what they commit is emptied too
-TABLES = ("backup_alerts", "backup_rejections", "backup_versions", "backup_checkpoints", "backup_nodes",
-          "backup_sources", "log_state", "log_checkpoints", "log_leaves", "log_nodes", "resolver_links", "registry_receipts",
+TABLES = ("log_state", "log_checkpoints", "log_leaves", "log_nodes", "backup_alerts", "backup_rejections",
+          "backup_versions", "backup_checkpoints", "backup_nodes", "backup_sources", "resolver_links",
+          "registry_receipts",
           "registration_events", "registration_aliases", "registrations", "registry_nodes", "access_log",
           "passport_links", "grants", "backup_appointments", "attestations", "product_aliases", "passport_versions",
           "passports", "api_keys", "api_clients", "users", "authorisations", "organisations")
@@ -73,7 +74,8 @@ def settings(database_url: str) -> Settings:
                  rate_limit_per_principal=1e6, rate_limit_per_principal_burst=10**6,
                  integrity_sweep_budget=0,  # tests sweep when they mean to (tables are emptied under a sweep)
                  auto_register=False,  # registry tests start their own registering servers (tests/registry)
-                 registry_probe_interval=0)  # node probes run where a test starts them (tests/registry)
+                 registry_probe_interval=0,  # node probes run where a test starts them (tests/registry)
+                 backup_follow=False)  # so do backup followers (a demo test adds a source to this database)
     upgrade(s)
     return s
 

@@ -29,7 +29,7 @@ def test_judge_needs_failures_in_a_row_and_recoveries_in_a_row() -> None:
 
 
 class _Failing(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 — http.server's name
+    def do_GET(self) -> None:  # http.server's name
         self.send_response(503)
         self.send_header("Content-Length", "0")
         self.end_headers()
