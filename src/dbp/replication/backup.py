@@ -90,7 +90,12 @@ def sources(session: Session) -> list[BackupSource]:
 
 
 def client_secret(source: BackupSource, *, secret_key: str) -> str | None:
-    return decrypt(secret_key, source.client_secret).decode() if source.client_secret else None
+    return open_secret(source.client_secret, secret_key=secret_key)
+
+
+def open_secret(sealed: str | None, *, secret_key: str) -> str | None:
+    """A stored client secret in clear (``InvalidToken`` when it was sealed under another key)."""
+    return decrypt(secret_key, sealed).decode() if sealed else None
 
 
 def trusted_keys(source: BackupSource) -> dict[str, dict[str, Any]]:
@@ -129,12 +134,48 @@ def halt(session: Session, *, source_id: str, kind: str, message: str, evidence:
     a bad signature, another origin): keep the evidence and stop taking anything from it until an operator
     looks (``dbp backup resume``). Copies already held stay served."""
     row = get_source(session, source_id=source_id)
-    alert = BackupAlert(source_id=source_id, kind=kind, message=message[:4000],
-                        evidence=orjson.dumps(evidence).decode(), at=timestamp())
-    session.add(alert)
+    alert_id = alert(session, source_id=source_id, kind=kind, message=message, evidence=evidence)
     row.status, row.halted_reason, row.last_error = HALTED, message[:2000], message[:2000]
+    return alert_id
+
+
+def alert(session: Session, *, source_id: str, kind: str, message: str, evidence: dict[str, Any]) -> int:
+    """Record what an operator of the backup must look at (``GET /api/v1/backup/alerts``)."""
+    row = BackupAlert(source_id=source_id, kind=kind[:32], message=message[:4000],
+                      evidence=orjson.dumps(evidence).decode(), at=timestamp())
+    session.add(row)
     session.flush()
-    return int(alert.id)
+    return int(row.id)
+
+
+def newest_signed(session: Session, *, source_id: str, kid: str) -> str | None:
+    """createdAt of the newest version held that ``kid`` signed (a key cannot have retired before it)."""
+    return session.scalar(select(func.max(BackupVersion.created_at)).where(
+        BackupVersion.source_id == source_id, BackupVersion.kid == kid))
+
+
+def known_positions(session: Session, *, source_id: str, positions: Sequence[int]) -> set[int]:
+    """Those of ``positions`` held as a copy or recorded as an open rejection (the rejection retries them)."""
+    if not positions:
+        return set()
+    lo, hi = min(positions), max(positions)
+    held = set(session.scalars(select(BackupVersion.position).where(
+        BackupVersion.source_id == source_id, BackupVersion.position.between(lo, hi))))
+    held.update(session.scalars(select(BackupRejection.position).where(
+        BackupRejection.source_id == source_id, BackupRejection.position.between(lo, hi),
+        BackupRejection.resolved_at.is_(None))))
+    return {int(p) for p in held}
+
+
+def held_elsewhere(session: Session, *, source_id: str, dpp_ids: Iterable[str]) -> dict[str, str]:
+    """dppId -> the other source holding it, for those of ``dpp_ids`` that another source holds."""
+    ids = sorted(set(dpp_ids))
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        out.update((str(d), str(s)) for d, s in session.execute(
+            select(BackupVersion.dpp_id, BackupVersion.source_id).distinct().where(
+                BackupVersion.dpp_id.in_(ids[i:i + _IN_CHUNK]), BackupVersion.source_id != source_id)))
+    return out
 
 
 def resume(session: Session, *, source_id: str) -> None:
@@ -230,8 +271,8 @@ def store_copies(session: Session, *, source_id: str, copies: Sequence[tuple[dic
     return new
 
 
-def reject(session: Session, *, source_id: str, entry: object, position: int, step: str, reason: str) -> None:
-    """Record (or count again) a refused entry at ``position``."""
+def reject(session: Session, *, source_id: str, entry: object, position: int, step: str, reason: str) -> bool:
+    """Record (or count again) a refused entry at ``position``; True when it was not refused before."""
     at = timestamp()
     row = session.scalar(select(BackupRejection).where(BackupRejection.source_id == source_id,
                                                        BackupRejection.position == position))
@@ -242,9 +283,11 @@ def reject(session: Session, *, source_id: str, entry: object, position: int, st
             source_id=source_id, position=position, dpp_id=dpp_id[:256] if isinstance(dpp_id, str) else None,
             version=version if type(version) is int and 0 < version < 2**31 else None, step=step[:32],
             reason=reason[:4000], attempts=1, first_at=at, last_at=at))
+        return True
     else:
         row.step, row.reason, row.last_at, row.resolved_at = step[:32], reason[:4000], at, None
         row.attempts += 1
+        return False
 
 
 def resolve_rejection(session: Session, *, source_id: str, position: int) -> None:
@@ -262,14 +305,19 @@ def resolve_rejections(session: Session, *, source_id: str, positions: Sequence[
 
 
 def open_rejections(session: Session, *, source_id: str, limit: int = 100) -> list[BackupRejection]:
+    """Open rejections, the least recently tried first (so that permanent ones do not starve the others)."""
     return list(session.scalars(select(BackupRejection).where(
         BackupRejection.source_id == source_id, BackupRejection.resolved_at.is_(None))
-        .order_by(BackupRejection.position).limit(limit)))
+        .order_by(BackupRejection.last_at, BackupRejection.position).limit(limit)))
 
 
 def current_copy(session: Session, *, dpp_id: str, version: int | None = None) -> BackupVersion:
-    """The newest version held of ``dpp_id`` (or ``version``), whichever source holds it. ``NotFound``."""
-    stmt = select(BackupVersion).where(BackupVersion.dpp_id == dpp_id)
+    """The newest version held of ``dpp_id`` (or ``version``) from the source that held the passport first (one
+    passport, one source: the follower refuses a passport another source holds; a second holder can only come
+    from a database written by other means, and never wins). ``NotFound``."""
+    first = session.scalar(select(BackupVersion.source_id).where(BackupVersion.dpp_id == dpp_id)
+                           .order_by(BackupVersion.verified_at, BackupVersion.version).limit(1))
+    stmt = select(BackupVersion).where(BackupVersion.dpp_id == dpp_id, BackupVersion.source_id == first)
     if version is not None:
         stmt = stmt.where(BackupVersion.version == version)
     row = session.scalar(stmt.order_by(BackupVersion.version.desc(), BackupVersion.verified_at.desc()).limit(1))

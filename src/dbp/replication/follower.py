@@ -74,7 +74,11 @@ MAX_FEED_BYTES = 128 * 1024 * 1024
 MAX_LEAVES_BYTES = 4 * 1024 * 1024
 MAX_KEYS_BYTES = 256 * 1024
 MAX_TOKEN_BYTES = 64 * 1024
-RETRY_REJECTIONS = 100
+RETRY_REJECTIONS = 20  # per round, the least recently tried first
+RESCAN_FETCH = 1000  # entries a rescan fetches in one round at most
+RESCAN_SECONDS = 600.0  # the Follower rescans every source this often (and once at start)
+#: Leaves audited in one round at most (~32 MB of tree per 100,000 leaves is held until the root is checked).
+MAX_ROUND_LEAVES = 2_000_000
 
 
 class FollowError(Exception):
@@ -99,25 +103,31 @@ class RepositoryClient:
         self._http.close()
 
     def get(self, url: str, *, accept: str, limit: int, headers: dict[str, str] | None = None) -> witness.Answer:
+        return self._request("GET", url, accept=accept, limit=limit, headers=headers)
+
+    def _request(self, method: str, url: str, *, accept: str, limit: int, headers: dict[str, str] | None = None,
+                 data: dict[str, str] | None = None) -> witness.Answer:
+        """One request: at most ``limit`` bytes, within ``timeout`` per read and 3 × ``timeout`` in all."""
         deadline = time.monotonic() + 3 * self.timeout
         try:
-            with self._http.stream("GET", url, headers={"Accept": accept, **(headers or {})}) as response:
+            with self._http.stream(method, url, headers={"Accept": accept, **(headers or {})},
+                                   data=data) as response:
                 length = response.headers.get("content-length", "")
                 if length.isdigit() and int(length) > limit:
-                    raise FollowError(f"GET {url}: answer of {length} bytes announced, at most {limit} taken")
+                    raise FollowError(f"{method} {url}: answer of {length} bytes announced, at most {limit} taken")
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > limit:
-                        raise FollowError(f"GET {url}: answer larger than {limit} bytes; refused")
+                        raise FollowError(f"{method} {url}: answer larger than {limit} bytes; refused")
                     if time.monotonic() > deadline:
-                        raise FollowError(f"GET {url}: no complete answer within {3 * self.timeout:g} s")
+                        raise FollowError(f"{method} {url}: no complete answer within {3 * self.timeout:g} s")
                 return witness.Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()},
                                       bytes(body))
         except httpx.TimeoutException:
-            raise FollowError(f"GET {url}: no answer within {self.timeout:g} s (is the repository up?)") from None
+            raise FollowError(f"{method} {url}: no answer within {self.timeout:g} s (is the repository up?)") from None
         except httpx.HTTPError as exc:
-            raise FollowError(f"GET {url}: cannot reach the repository ({type(exc).__name__}: {exc})") from None
+            raise FollowError(f"{method} {url}: cannot reach the repository ({type(exc).__name__}: {exc})") from None
 
     def _json(self, path: str, *, limit: int, auth: bool = False) -> Any:
         url = self.url + path
@@ -137,20 +147,18 @@ class RepositoryClient:
             return {}
         if self._token is None or self._token[1] < time.monotonic():
             url = self.url + "/api/v1/auth/token"
-            try:
-                r = self._http.post(url, data={"grant_type": "client_credentials", "client_id": self.client_id,
-                                               "client_secret": self.client_secret})
-            except httpx.HTTPError as exc:
-                raise FollowError(f"POST {url}: cannot reach the repository ({type(exc).__name__}: {exc})") from None
-            if r.status_code != 200 or len(r.content) > MAX_TOKEN_BYTES:
+            r = self._request("POST", url, accept="application/json", limit=MAX_TOKEN_BYTES, data={
+                "grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self.client_secret})
+            if r.status != 200:
                 raise FollowError(f"POST {url}: the repository refused the backup's client credentials "
-                                  f"({r.status_code}: {_error_text(r.content)}); check the client id and secret")
+                                  f"({r.status}: {_error_text(r.body)}); check the client id and secret")
             try:
-                data = r.json()
-                token, expires = str(data["access_token"]), int(data.get("expires_in", 60))
-            except (ValueError, KeyError, TypeError):
-                raise FollowError(f"POST {url}: expected a token answer, got {r.content[:80]!r}") from None
-            self._token = (token, time.monotonic() + max(expires - 30, 5))
+                data = orjson.loads(r.body)
+                token, expires = str(data["access_token"])[:8192], data.get("expires_in", 60)
+                seconds = min(max(int(expires), 0), 86400) if type(expires) in (int, float) else 60
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
+                raise FollowError(f"POST {url}: expected a token answer, got {r.body[:80]!r}") from None
+            self._token = (token, time.monotonic() + max(seconds - 30, 5))
         return {"Authorization": f"Bearer {self._token[0]}"}
 
     def checkpoint(self) -> witness.Answer:
@@ -175,16 +183,20 @@ class RepositoryClient:
     def leaves(self, start: int, end: int) -> list[Any]:
         data = self._json(f"/api/v1/log/leaves?start={start}&end={end}", limit=MAX_LEAVES_BYTES)
         leaves = data.get("leaves") if isinstance(data, dict) else None
-        if not isinstance(leaves, list):
-            raise FollowError(f"GET {self.url}/api/v1/log/leaves: expected {{leaves: [...]}}")
+        if not isinstance(leaves, list) or len(leaves) != end - start:
+            raise FollowError(f"GET {self.url}/api/v1/log/leaves?start={start}&end={end}: expected {{leaves: [...]}} "
+                              f"with {end - start} leaves")
         return leaves
 
-    def feed(self, position: int, limit: int) -> dict[str, Any]:
-        data = self._json(f"/api/v1/feed?cursor=f1.{position}&limit={limit}&include=body", limit=MAX_FEED_BYTES,
-                          auth=True)
+    def feed(self, position: int, limit: int, *, include: str = "body") -> dict[str, Any]:
+        data = self._json(f"/api/v1/feed?cursor=f1.{position}&limit={limit}&include={include}",
+                          limit=MAX_FEED_BYTES, auth=True)
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list) \
                 or not isinstance(data.get("nextCursor"), str):
             raise FollowError(f"GET {self.url}/api/v1/feed: expected a feed page {{entries, nextCursor}}")
+        if len(data["entries"]) > limit:
+            raise FollowError(f"GET {self.url}/api/v1/feed: asked for at most {limit} entries, got "
+                              f"{len(data['entries'])}")
         return data
 
 
@@ -205,6 +217,7 @@ class RoundReport:
     stored: int = 0
     rejected: int = 0
     healed: int = 0
+    rescanned: int = 0  # entries the rescan found missing behind the cursor
     tree_size: int = 0
     cursor: int = 0
     log_size: int = 0
@@ -239,24 +252,31 @@ def _halt(factory: sessionmaker[Session], report: RoundReport, kind: str, messag
 def _served_keys(keys: list[dict[str, Any]], origin: str) -> dict[str, tuple[bytes, dict[str, Any]]]:
     """kid -> (raw key, {x, createdAt, retiredAt}) of the well-formed keys the repository lists."""
     out: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    ids: dict[bytes, bytes] = {}
     for item in keys[:100]:
         try:
             jwk = item["jwk"]
             kid, x = str(jwk["kid"]), str(jwk["x"])
             raw = _unb64url(x, "x")
-            if len(raw) != 32 or not isinstance(item.get("createdAt"), str):
+            retired = item.get("retiredAt")
+            if len(raw) != 32 or not isinstance(item.get("createdAt"), str) or len(kid) > 256 or not (
+                    retired is None or isinstance(retired, str)):
                 continue
-            VerifierKey(origin, raw)
+            key_id = VerifierKey(origin, raw).key_id
         except (KeyError, TypeError, ValueError, VerificationError):
             continue
-        out[kid] = (raw, {"x": x, "createdAt": item["createdAt"], "retiredAt": item.get("retiredAt")})
+        if key_id in ids and ids[key_id] != raw:  # two keys one note key ID: neither can be told apart
+            continue
+        ids[key_id] = raw
+        out[kid] = (raw, {"x": x, "createdAt": item["createdAt"][:32], "retiredAt": retired[:32] if retired else None})
     return out
 
 
 def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, source_id: str,
-                progress: Progress | None = None, max_entries: int | None = None) -> RoundReport:
-    """One round for ``source_id`` (module docstring). ``FollowError`` when it could not finish (the caller
-    backs off); a halt is returned as the report's outcome, not raised."""
+                progress: Progress | None = None, max_entries: int | None = None, rescan: bool = False
+                ) -> RoundReport:
+    """One round for ``source_id`` (module docstring); with ``rescan`` also step 6. ``FollowError`` when it could
+    not finish (the caller backs off); a halt is returned as the report's outcome, not raised."""
     started = time.monotonic()
     report = RoundReport(source_id)
     source = _read(factory, source_id)
@@ -270,21 +290,21 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
         origin = witness.note_origin(answer.body)
     except witness.WitnessError as exc:
         raise FollowError(str(exc)) from None
-    if origin != source.origin:
-        return _halt(factory, report, "origin-changed", f"origin changed: expected {source.url} to serve the log "
-                     f"{source.origin!r}, found {origin!r:.200}", {"note": answer.body.decode("utf-8", "replace")})
+    if origin != source.origin:  # read from a note not verified yet: reported and retried, not a halt
+        raise FollowError(f"origin changed: expected {source.url} to serve the log {source.origin!r}, found "
+                          f"{origin!r:.200} (is the URL still the repository's?)")
     pinned = parse_verifier_key(source.verifier_key)
     served = _served_keys(client.keys(), origin)
     verifiers = [pinned] + [VerifierKey(origin, raw) for raw, _ in served.values() if raw != pinned.public_key]
     try:
         verified = verify_checkpoint(answer.body, origin=origin, verifiers=verifiers)
-    except ProofError as exc:
+    except (ProofError, ValueError) as exc:
         return _halt(factory, report, "bad-signature", f"bad signature: the checkpoint does not verify ({exc})",
                      {"expectedKey": source.verifier_key, "note": answer.body.decode("utf-8", "replace")})
     if pinned not in verified.verified_by:
         return _halt(factory, report, "bad-signature", "bad signature: expected a checkpoint signed by the pinned "
                      f"key {pinned.encode()}, found one signed only by other keys (a rotation the backup did not see "
-                     "co-signed; re-pin with dbp backup repin if it is legitimate)",
+                     "co-signed; if the rotation is legitimate: dbp backup remove, then add with the new --key)",
                      {"expectedKey": source.verifier_key, "note": answer.body.decode("utf-8", "replace")})
     signers = {k.public_key for k in verified.verified_by}
     seen = witness.Seen(verified.checkpoint, answer.body.decode("utf-8"))
@@ -305,15 +325,27 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
                      {"verifierKey": pinned.encode(), **verdict.evidence})
 
     # trust: every served key whose public key signed this checkpoint, plus those trusted before
+    # append-only: a known kid keeps its key and createdAt; retiredAt is set once
     trusted = backup.trusted_keys(source)
     trusted_x = {k["x"] for k in trusted.values()}
     for kid, (raw, meta) in served.items():
-        if raw in signers or meta["x"] in trusted_x:
+        known = trusted.get(kid)
+        if known is not None:
+            retired = meta["retiredAt"]
+            if known["x"] == meta["x"] and known.get("retiredAt") is None and retired is not None:
+                with factory() as session:  # never before a version it signed that is held here
+                    newest = backup.newest_signed(session, source_id=source_id, kid=kid)
+                if retired > known["createdAt"] and (newest is None or retired >= newest):
+                    trusted[kid] = {**known, "retiredAt": retired}
+        elif raw in signers or meta["x"] in trusted_x:
             trusted[kid] = meta
     active = [raw for raw, meta in served.values() if raw in signers and meta.get("retiredAt") is None]
     new_pin = VerifierKey(origin, active[0]).encode() if active and active[0] != pinned.public_key else None
 
     # 3. leaves
+    if seen.size - source.tree_size > MAX_ROUND_LEAVES:
+        raise FollowError(f"the checkpoint grew the log by {seen.size - source.tree_size} leaves, more than one round "
+                          f"audits ({MAX_ROUND_LEAVES}); refused")
     if seen.size > source.tree_size:
         with factory() as session:
             tree = backup.frontier(session, source=source)
@@ -327,9 +359,8 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
                 report.leaves += end - start
                 start = end
             verify.check_audited_root(tree, verified)
-        except VerificationError as exc:
-            return _halt(factory, report, "leaves", f"the log's leaves are not its signed tree: {exc.message}",
-                         {"note": seen.note, "treeSize": seen.size})
+        except VerificationError as exc:  # nothing is stored; the next round fetches them again
+            raise FollowError(f"the log's leaves are not its signed tree: {exc.message}") from None
         with transaction(factory) as session:
             row = backup.get_source(session, source_id=source_id)
             if row.tree_size != source.tree_size:
@@ -358,8 +389,10 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
                 client.feed(position, FEED_PAGE)
             ahead = None
             entries = page["entries"]
-            log_size = page.get("logSize")
-            report.log_size = log_size if type(log_size) is int and log_size >= 0 else report.log_size
+            log_size = page.get("logSize", report.log_size)
+            if type(log_size) is not int or not 0 <= log_size < merkle.MAX_TREE_SIZE:
+                raise FollowError(f"the feed answered logSize {log_size!r:.30}: not a log size")
+            report.log_size = log_size
             next_position = _cursor_position(page["nextCursor"])
             taken, reached_end = _take(entries, report.tree_size, position)
             last_page = reached_end or len(entries) < FEED_PAGE
@@ -406,6 +439,9 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
         page = client.feed(pos, 1)
         entry = page["entries"][0] if page["entries"] else None
         if not isinstance(entry, dict) or entry.get("position") != pos:
+            with transaction(factory) as session:  # tried: it goes to the back of the queue
+                backup.reject(session, source_id=source_id, entry=None, position=pos, step="scope",
+                              reason="the feed lists no entry at this position for this backup any more")
             continue
         with transaction(factory) as session:
             hashes = backup.leaf_hashes(session, source_id=source_id, positions=[pos])
@@ -415,6 +451,9 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
                 _keep(session, report, source_id, [healed])
             if report.stored > before:
                 report.healed += 1
+
+    if rescan:
+        _rescan(factory, client, report, source_id, keys, audited)
 
     with transaction(factory) as session:
         row = backup.get_source(session, source_id=source_id)
@@ -426,13 +465,45 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
     return report
 
 
+def _rescan(factory: sessionmaker[Session], client: RepositoryClient, report: RoundReport, source_id: str,
+            keys: dict[str, bytes], audited: verify.AuditedTree) -> None:
+    """Step 6: the entries the feed lists below the cursor that are neither held nor open rejections — the feed's
+    scope grew behind the cursor (an operator appointed this backup later, a passport's responsibility moved to
+    one that did) — fetched one by one and verified like any other; at most ``RESCAN_FETCH`` per round. The
+    metadata pages cost no bodies."""
+    missing: list[int] = []
+    position = 0
+    while position < report.cursor and len(missing) < RESCAN_FETCH:
+        page = client.feed(position, 1000, include="metadata")
+        positions = [e["position"] for e in page["entries"] if isinstance(e, dict)
+                     and type(e.get("position")) is int and position <= e["position"] < report.cursor]
+        with factory() as session:
+            known = backup.known_positions(session, source_id=source_id, positions=positions)
+        missing.extend(p for p in positions if p not in known)
+        nxt = _cursor_position(page["nextCursor"])
+        if nxt <= position or not page["entries"]:
+            break
+        position = nxt
+    for pos in missing[:RESCAN_FETCH]:
+        page = client.feed(pos, 1)
+        entry = page["entries"][0] if page["entries"] else None
+        if not isinstance(entry, dict) or entry.get("position") != pos:
+            continue
+        with transaction(factory) as session:
+            hashes = backup.leaf_hashes(session, source_id=source_id, positions=[pos])
+            checked = _check(session, report, source_id, entry, pos, keys, audited, hashes.get(pos))
+            if checked is not None:
+                _keep(session, report, source_id, [checked])
+    report.rescanned = len(missing)
+
+
 def _stored_seen(note: str) -> witness.Seen:
     """A checkpoint the backup verified when it stored it (its signature is not checked again here)."""
     return witness.Seen(parse_checkpoint(parse_note(note.encode()).text), note)
 
 
 def _cursor_position(cursor: str) -> int:
-    if not cursor.startswith("f1.") or not cursor[3:].isdigit() or len(cursor) > 32:
+    if not cursor.startswith("f1.") or not cursor[3:].isascii() or not cursor[3:].isdigit() or len(cursor) > 32:
         raise FollowError(f"the feed answered a cursor that is not one: {cursor!r:.40}")
     return int(cursor[3:])
 
@@ -477,9 +548,37 @@ def _check(session: Session, report: RoundReport, source_id: str, entry: dict[st
 def _keep(session: Session, report: RoundReport, source_id: str, verified: list[verify.VerifiedEntry]) -> None:
     """Store the verified entries (one look-up and one insert for a page; a version held already is not written
     again) and resolve any open rejection at their positions."""
-    new = backup.store_copies(session, source_id=source_id, copies=[(v.entry, v.body) for v in verified])
+    # one passport, one source: a repository cannot log a version of a passport another repository holds here
+    elsewhere = backup.held_elsewhere(session, source_id=source_id, dpp_ids={v.dpp_id for v in verified})
+    kept = []
+    for v in verified:
+        other = elsewhere.get(v.dpp_id)
+        if other is None:
+            # the operator the access rules use comes from the signed body, not from the feed's metadata
+            kept.append(({**v.entry, "operatorId": _operator_of(v.body, v.entry.get("operatorId"))}, v.body))
+            continue
+        reason = (f"source: passport {v.dpp_id} is held from source {other}; one passport has one source (a "
+                  "repository cannot log versions of another repository's passports)")
+        if backup.reject(session, source_id=source_id, entry=v.entry, position=v.position, step="source",
+                         reason=reason):  # alerted once, however often it is retried
+            backup.alert(session, source_id=source_id, kind="foreign-passport", message=reason, evidence={
+                "entry": {k: v.entry.get(k) for k in ("position", "dppId", "version", "sha256", "kid")},
+                "heldFrom": other})
+            report.rejected += 1
+            log.warning("backup source %s: %s", source_id, reason)
+    new = backup.store_copies(session, source_id=source_id, copies=kept)
     report.stored += sum(new)
-    backup.resolve_rejections(session, source_id=source_id, positions=[v.position for v in verified])
+    backup.resolve_rejections(session, source_id=source_id, positions=[e["position"] for e, _ in kept])
+
+
+def _operator_of(body: bytes, fallback: object) -> str | None:
+    try:
+        named = orjson.loads(body).get("economicOperatorId")
+    except (orjson.JSONDecodeError, AttributeError):
+        named = None
+    if isinstance(named, str) and 0 < len(named) <= 512:
+        return named
+    return fallback[:512] if isinstance(fallback, str) else None
 
 
 def b64(data: bytes) -> str:
@@ -498,6 +597,7 @@ class Follower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: dict[str, RoundReport] = {}
+        self._rescanned: dict[str, float] = {}  # source id -> monotonic time of its last rescan
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dbp-backup-follower", daemon=True)
@@ -520,14 +620,21 @@ class Follower:
     def round_all(self, *, force: bool = False) -> bool:
         """One round for each due source; True if one of them is still behind."""
         with self.factory() as session:
-            due = [(s.source_id, s.url, s.client_id, backup.client_secret(s, secret_key=self.secret_key))
-                   for s in backup.sources(session)
+            due = [(s.source_id, s.url, s.client_id, s.client_secret) for s in backup.sources(session)
                    if s.status not in backup.NOT_FOLLOWED and (force or s.next_attempt_at is None
-                                                      or s.next_attempt_at <= timestamp())]
+                                                             or s.next_attempt_at <= timestamp())]
         behind = False
-        for source_id, url, client_id, secret in due:
+        for source_id, url, client_id, sealed in due:
             if self._stop.is_set():
                 break
+            try:
+                secret = backup.open_secret(sealed, secret_key=self.secret_key)
+            except Exception:  # a secret sealed under another DBP_SECRET_KEY: this source fails, the others go on
+                with transaction(self.factory) as session:
+                    backup.schedule_failure(session, source_id=source_id, error="cannot decrypt this source's client "
+                                            "secret: was it added under another DBP_SECRET_KEY? (dbp backup remove "
+                                            "and add it again)")
+                continue
             report = self.round(source_id, url, client_id, secret)
             behind = behind or (report.outcome == "ok" and report.cursor < report.tree_size)
         return behind
@@ -536,12 +643,21 @@ class Follower:
         client = RepositoryClient(url, client_id=client_id, client_secret=secret, timeout=self.timeout,
                                   transport=self.transport)
         try:
-            report = follow_once(self.factory, client, source_id=source_id)
-        except FollowError as exc:
-            with transaction(self.factory) as session:
-                backup.schedule_failure(session, source_id=source_id, error=str(exc), now=datetime.now(UTC))
-            log.warning("backup source %s: %s (backing off)", source_id, exc)
-            report = RoundReport(source_id, "failed", str(exc))
+            due = time.monotonic() - self._rescanned.get(source_id, -RESCAN_SECONDS) >= RESCAN_SECONDS
+            report = follow_once(self.factory, client, source_id=source_id, rescan=due)
+            if due and report.outcome == "ok":
+                self._rescanned[source_id] = time.monotonic()
+        except Exception as exc:  # one source's failure never stops the others: it backs off alone
+            message = str(exc) if isinstance(exc, FollowError) else f"unexpected {type(exc).__name__}: {exc}"
+            if not isinstance(exc, FollowError):
+                log.exception("backup source %s: round failed", source_id)
+            try:
+                with transaction(self.factory) as session:
+                    backup.schedule_failure(session, source_id=source_id, error=message, now=datetime.now(UTC))
+            except Exception:  # the database itself: the next pass tries again
+                log.exception("backup source %s: cannot record the failure", source_id)
+            log.warning("backup source %s: %s (backing off)", source_id, message)
+            report = RoundReport(source_id, "failed", message)
         finally:
             client.close()
         self.last[source_id] = report

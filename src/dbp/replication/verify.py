@@ -57,6 +57,8 @@ FIELDS = frozenset({"position", "kind", "dppId", "version", "createdAt", "change
                     "sha256", "signature", "kid", "publicSha256", "leafHash"})
 OPTIONAL = frozenset({"body"})
 KIND = "version"
+#: The longest value of each string field a backup stores (its columns; a signature is a compact JWS).
+MAX_LENGTH = {"dppId": 256, "kid": 256, "signature": 4096, "change": 128, "operatorId": 512, "dppStatus": 64}
 MAX_POSITION = merkle.MAX_TREE_SIZE - 1
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -113,11 +115,13 @@ def _shape(step: str, entry: object) -> dict[str, Any]:
         _fail(step, f"createdAt: expected a stored timestamp (2027-02-18T10:00:00.000000Z), "
                     f"got {entry['createdAt']!r:.40}")
     for name in ("dppId", "signature", "kid"):
-        if not isinstance(entry[name], str) or not entry[name]:
-            _fail(step, f"{name}: expected a non-empty string, got {entry[name]!r:.80}")
+        if not isinstance(entry[name], str) or not entry[name] or len(entry[name]) > MAX_LENGTH[name]:
+            _fail(step, f"{name}: expected a non-empty string of at most {MAX_LENGTH[name]} characters, got "
+                        f"{entry[name]!r:.80}")
     for name in ("change", "operatorId", "dppStatus"):
-        if entry[name] is not None and not isinstance(entry[name], str):
-            _fail(step, f"{name}: expected a string or null, got {type(entry[name]).__name__}")
+        if entry[name] is not None and (not isinstance(entry[name], str) or len(entry[name]) > MAX_LENGTH[name]):
+            _fail(step, f"{name}: expected a string of at most {MAX_LENGTH[name]} characters or null, got "
+                        f"{entry[name]!r:.80}")
     if "body" in entry and not isinstance(entry["body"], str):
         _fail(step, f"body: expected the canonical text, got {type(entry['body']).__name__}")
     leaf_hash = entry["leafHash"]
