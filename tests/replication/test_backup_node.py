@@ -509,3 +509,20 @@ def test_a_cut_altered_or_foreign_keyed_custody_file_restores_nothing(node: Back
     with make_sessionmaker(make_engine(url))() as s:
         assert s.scalar(select(func.count()).select_from(BackupVersion)) == 0
         assert s.scalar(select(func.count()).select_from(BackupSource)) == 0
+
+
+def test_pages_too_large_are_asked_for_again_with_fewer_entries(node: Backup, repo: Repo,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbp.replication import follower
+
+    monkeypatch.setattr(follower, "MAX_FEED_BYTES", 40_000)  # room for a few passports of ~10 KB, not 500
+    node.catch_up()
+    assert node.held() == node.repository_versions()
+    monkeypatch.setattr(follower, "MAX_FEED_BYTES", 1_000)  # not even one entry fits: the round fails, reported
+    dpp = repo.ids[0]
+    r = repo.client.patch(f"/api/v1/dpps/{dpp}", content=orjson.dumps({"performanceAndDurability": {
+        "ratedCapacity": 59.5}}), headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200
+    repo.wait_checkpoint_covers_log()
+    with pytest.raises(follower.TooLarge):
+        follow_once(node.factory, node.client(), source_id="repo-a")

@@ -70,7 +70,7 @@ log = logging.getLogger("dbp.replication")
 
 FEED_PAGE = 500
 LEAVES_PAGE = 1000
-MAX_FEED_BYTES = 128 * 1024 * 1024
+MAX_FEED_BYTES = 64 * 1024 * 1024  # a page too large for it is asked for again with half the entries
 MAX_LEAVES_BYTES = 4 * 1024 * 1024
 MAX_KEYS_BYTES = 256 * 1024
 MAX_TOKEN_BYTES = 64 * 1024
@@ -83,6 +83,10 @@ MAX_ROUND_LEAVES = 2_000_000
 
 class FollowError(Exception):
     """A round could not finish (the message says what to check); it is retried with back-off."""
+
+
+class TooLarge(FollowError):
+    """An answer larger than the limit taken for it."""
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
@@ -114,12 +118,12 @@ class RepositoryClient:
                                    data=data) as response:
                 length = response.headers.get("content-length", "")
                 if length.isdigit() and int(length) > limit:
-                    raise FollowError(f"{method} {url}: answer of {length} bytes announced, at most {limit} taken")
+                    raise TooLarge(f"{method} {url}: answer of {length} bytes announced, at most {limit} taken")
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > limit:
-                        raise FollowError(f"{method} {url}: answer larger than {limit} bytes; refused")
+                        raise TooLarge(f"{method} {url}: answer larger than {limit} bytes; refused")
                     if time.monotonic() > deadline:
                         raise FollowError(f"{method} {url}: no complete answer within {3 * self.timeout:g} s")
                 return witness.Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()},
@@ -381,12 +385,13 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
 
     # 4. feed
     position = source.next_position
+    sizes = [FEED_PAGE]  # entries per page: halved for the rest of the round when a page is too large
     ahead: tuple[int, Future[dict[str, Any]]] | None = None  # the next page, fetched while this one is checked
     fetcher: ThreadPoolExecutor | None = None
     try:
         while position < report.tree_size and (max_entries is None or report.stored < max_entries):
             page = ahead[1].result() if ahead is not None and ahead[0] == position else \
-                client.feed(position, FEED_PAGE)
+                _page(client, position, sizes)
             ahead = None
             entries = page["entries"]
             log_size = page.get("logSize", report.log_size)
@@ -395,7 +400,7 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
             report.log_size = log_size
             next_position = _cursor_position(page["nextCursor"])
             taken, reached_end = _take(entries, report.tree_size, position)
-            last_page = reached_end or len(entries) < FEED_PAGE
+            last_page = reached_end or len(entries) < sizes[0]
             if last_page:
                 # a short page saw every committed leaf up to its snapshot: jump to nextCursor, within the tree
                 new_position = min(max(next_position, position), report.tree_size) if not reached_end else \
@@ -405,7 +410,7 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
             if not last_page and position < new_position < report.tree_size and max_entries is None:
                 # the round reads that page next whatever this one holds: fetch it meanwhile (one page ahead)
                 fetcher = fetcher or ThreadPoolExecutor(1, thread_name_prefix="dbp-backup-fetch")
-                ahead = (new_position, fetcher.submit(client.feed, new_position, FEED_PAGE))
+                ahead = (new_position, fetcher.submit(_page, client, new_position, sizes))
             with transaction(factory) as session:
                 hashes = backup.leaf_hashes(session, source_id=source_id, positions=[p for p, _ in taken])
                 passed = [ok for pos, entry in taken
@@ -495,6 +500,18 @@ def _rescan(factory: sessionmaker[Session], client: RepositoryClient, report: Ro
             if checked is not None:
                 _keep(session, report, source_id, [checked])
     report.rescanned = len(missing)
+
+
+def _page(client: RepositoryClient, position: int, sizes: list[int]) -> dict[str, Any]:
+    """The feed page at ``position`` with at most ``sizes[0]`` entries, asking again with half as many while the
+    answer is too large (very large passports); ``sizes[0]`` keeps the size that fitted."""
+    while True:
+        try:
+            return client.feed(position, sizes[0])
+        except TooLarge:
+            if sizes[0] == 1:
+                raise
+            sizes[0] = max(sizes[0] // 2, 1)
 
 
 def _stored_seen(note: str) -> witness.Seen:
