@@ -45,6 +45,8 @@ def federation(
         fed.prepare()
         err.print("starting registry, repo-a, repo-b and backup…")
         fed.start()
+        err.print("entering the node directory and the operators' backup appointments…")
+        fed.connect()
         for name in ("repo-a", "repo-b"):
             fed.publish(name)
         err.print(f"published {count} passports on each repository; waiting for their registration…")
@@ -62,7 +64,7 @@ def federation(
         fed.stop()
         raise
     n = fed.nodes
-    a_id, a_product = fed.dpp_ids["repo-a"][0], fed.product_ids("repo-a")[0]
+    a_id, a_product = fed.dpp_ids("repo-a")[0], fed.product_ids("repo-a")[0]
     scan = f"{n['registry'].base_url}/{a_product.split('://', 1)[1].split('/', 1)[1]}"
     _say(f"\nfederation up in {time.monotonic() - started:.0f} s (databases and logs in {directory}/):")
     for node in n.values():

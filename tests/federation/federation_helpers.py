@@ -1,10 +1,12 @@
-"""Helpers of the federation test: a man-in-the-middle HTTP proxy on real loopback sockets, and bounded waits that
-show the nodes' logs when they time out."""
+"""Helpers of the federation tests (``dbp.federation`` started as separate processes): four consecutive free ports,
+a PostgreSQL database of a node's own next to DBP_TEST_DATABASE_URL's, a man-in-the-middle HTTP proxy on real
+loopback sockets, and bounded waits that show the nodes' logs when they time out."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import socket
 import threading
 import time
@@ -14,8 +16,18 @@ from typing import BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from dbp.db import normalise_url
 
 T = TypeVar("T")
+
+# every node of a test federation: a test bursts, so no 429
+LIMITS: dict[str, str] = {
+    "environment": "test", "rate_limit_per_address": "1000000", "rate_limit_per_address_burst": "1000000",
+    "rate_limit_per_principal": "1000000", "rate_limit_per_principal_burst": "1000000"}
 
 # hop-by-hop headers (RFC 9110 §7.6.1) and what the proxy sets itself; Accept-Encoding is dropped so that the
 # repository answers in the clear and the proxy can read (and alter) what it passes on
@@ -27,6 +39,45 @@ MAX_HEAD = 64 * 1024
 # the forgery: the victim's copy says it is a repurposed battery, in canonical JSON still
 ORIGINAL = '"batteryStatus":"original"'
 FORGED = '"batteryStatus":"repurposed"'
+
+
+def four_free_ports() -> int:
+    """A port whose next three are free as well (a federation's ``base_port``)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base > 65000:
+            continue
+        try:
+            for i in range(1, 4):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no four consecutive free ports")
+
+
+def postgres_database(suffix: str) -> str | None:
+    """``{db}_{suffix}`` on DBP_TEST_DATABASE_URL's server, made anew (dropped first if it exists), as a URL; None
+    when DBP_TEST_DATABASE_URL is not set (the node keeps a SQLite file)."""
+    url = os.environ.get("DBP_TEST_DATABASE_URL")
+    if not url:
+        return None
+    main = make_url(normalise_url(url))
+    own = main.set(database=f"{main.database}_{suffix}")
+    admin = create_engine(main, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{own.database}"'))
+    except Exception as exc:
+        pytest.fail(f"DBP_TEST_DATABASE_URL={url} is set but {own.database} cannot be made there: {exc}",
+                    pytrace=False)
+    finally:
+        admin.dispose()
+    return own.render_as_string(hide_password=False)
 
 
 class MitmProxy:

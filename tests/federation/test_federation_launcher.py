@@ -5,76 +5,29 @@ of its product identifiers resolves to the backup, whose copies verify against r
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import MetaData, create_engine, text
-from sqlalchemy.engine import make_url
+from federation_helpers import LIMITS, four_free_ports, postgres_database
 from typer.testing import CliRunner
 
 from dbp.cli import app as cli
-from dbp.db import normalise_url
 from dbp.federation import Federation
 from dbp.integrity.evidence import jwk_key
 from dbp.integrity.verify import Trusted, verify_bundle
 
-LIMITS = {"environment": "test", "rate_limit_per_address": "1000000", "rate_limit_per_address_burst": "1000000",
-          "rate_limit_per_principal": "1000000", "rate_limit_per_principal_burst": "1000000"}
-
-
-def _four_free_ports() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base > 65000:
-            continue
-        try:
-            for i in range(1, 4):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no four consecutive free ports")
-
-
-def _postgres_copy(suffix: str) -> str | None:
-    url = os.environ.get("DBP_TEST_DATABASE_URL")
-    if not url:
-        return None
-    main = make_url(normalise_url(url))
-    other = main.set(database=f"{main.database}_{suffix}")
-    admin = create_engine(main, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": other.database}).scalar():
-                conn.execute(text(f'CREATE DATABASE "{other.database}"'))
-    finally:
-        admin.dispose()
-    engine = create_engine(other)
-    try:
-        with engine.begin() as conn:
-            existing = MetaData()
-            existing.reflect(conn)
-            existing.drop_all(conn)
-    finally:
-        engine.dispose()
-    return other.render_as_string(hide_password=False)
-
 
 @pytest.fixture()
 def fed(tmp_path: Path) -> Iterator[Federation]:
-    pg = _postgres_copy("fedl_a")
-    f = Federation(tmp_path / "fed", base_port=_four_free_ports(), count=4, probe_interval=0.5, settings=LIMITS,
+    pg = postgres_database("fedl_a")
+    f = Federation(tmp_path / "fed", base_port=four_free_ports(), count=4, probe_interval=0.5, settings=LIMITS,
                    database_urls={"repo-a": pg} if pg else {})
     try:
         f.prepare()
         f.start()
+        f.connect()
         yield f
     finally:
         f.stop()
@@ -90,7 +43,7 @@ def test_a_dead_repository_fails_over_to_the_backup_and_its_passports_still_veri
         status = fed.wait_backed_up(name, 4)
         assert status["status"] == "following" and status["openRejections"] == 0 and status["alerts"] == 0
     a, b, backup = fed.nodes["repo-a"], fed.nodes["repo-b"], fed.nodes["backup"]
-    keys = [jwk_key(k["jwk"], "key") + (k["createdAt"], k["retiredAt"])
+    keys = [(*jwk_key(k["jwk"], "key"), k["createdAt"], k["retiredAt"])
             for k in httpx.get(f"{a.base_url}/api/v1/log/keys").json()["keys"]]
     trusted = Trusted(keys={kid: x for kid, x, _, _ in keys}, periods={kid: (c, r) for kid, _, c, r in keys})
 
@@ -101,7 +54,7 @@ def test_a_dead_repository_fails_over_to_the_backup_and_its_passports_still_veri
     nodes = {n["nodeId"]: n["status"] for n in httpx.get(
         f"{fed.nodes['registry'].base_url}/api/v1/registry/nodes").json()["items"]}
     assert nodes["repo-a"] == "unreachable" and nodes["repo-b"] == "active"
-    for product, dpp in zip(fed.product_ids("repo-a"), fed.dpp_ids["repo-a"], strict=True):
+    for product, dpp in zip(fed.product_ids("repo-a"), fed.dpp_ids("repo-a"), strict=True):
         scan = fed.resolve(product)
         assert scan.status_code == 307
         copy = httpx.get(scan.headers["location"])
