@@ -68,6 +68,13 @@ class Repo:
         self.keys = [KeyPeriod(*jwk_key(k["jwk"], "key"), k["createdAt"], k["retiredAt"])
                      for k in httpx.get(f"{self.base_url}/api/v1/log/keys").json()["keys"]]
 
+    def new_version(self, dpp_id: str, capacity: float) -> None:
+        """A second (third, …) version of ``dpp_id``: its rated capacity changed."""
+        r = self.client.patch(f"/api/v1/dpps/{dpp_id}", content=orjson.dumps(
+            {"performanceAndDurability": {"ratedCapacity": capacity}}),
+            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+
     def trusted(self) -> Trusted:
         """The original operator's keys, fetched from its repository while it was up (pinned by the verifier)."""
         return Trusted(keys={k.kid: k.public_key for k in self.keys},
@@ -136,6 +143,12 @@ class Backup:
             row = backup.get_source(s, source_id="repo-a")
             s.expunge(row)
             return row
+
+    def export(self, path: Path, *extra: str) -> None:
+        """``dbp backup export repo-a --out path`` (+ ``extra`` options); it must succeed."""
+        result = CliRunner().invoke(cli, ["backup", "export", "repo-a", "--out", str(path), *extra,
+                                          "--database-url", self.url])
+        assert result.exit_code == 0, result.output
 
     def close(self) -> None:
         self.engine.dispose()
@@ -207,10 +220,7 @@ def test_the_backup_catches_up_verifies_and_holds_every_version(node: Backup, re
 def test_new_versions_and_status_changes_follow(node: Backup, repo: Repo) -> None:
     node.catch_up()
     dpp = repo.ids[0]
-    patch = {"performanceAndDurability": {"ratedCapacity": 61.5}}
-    r = repo.client.patch(f"/api/v1/dpps/{dpp}", content=orjson.dumps(patch),
-                          headers={"Content-Type": "application/merge-patch+json"})
-    assert r.status_code == 200, r.text
+    repo.new_version(dpp, 61.5)
     node.catch_up()
     with node.factory() as s:
         latest = backup.current_copy(s, dpp_id=dpp)
@@ -440,16 +450,12 @@ def _rewrite_trailer(lines: list[bytes]) -> list[bytes]:
 def test_restore_into_a_successor_keeps_the_history_verifiable_against_the_original_keys(
         node: Backup, repo: Repo, tmp_path: Path) -> None:
     dpp = repo.ids[2]
-    r = repo.client.patch(f"/api/v1/dpps/{dpp}", content=orjson.dumps({"performanceAndDurability": {
-        "ratedCapacity": 60.5}}), headers={"Content-Type": "application/merge-patch+json"})
-    assert r.status_code == 200, r.text
+    repo.new_version(dpp, 60.5)
     node.catch_up()
     operator = repo.docs[2]["economicOperatorId"]
     custody_file = tmp_path / "custody.ndjson"
     runner = CliRunner()
-    result = runner.invoke(cli, ["backup", "export", "repo-a", "--out", str(custody_file), "--operator", operator,
-                                 "--database-url", node.url])
-    assert result.exit_code == 0, result.output
+    node.export(custody_file, "--operator", operator)
     mine = [d for d in repo.docs if d["economicOperatorId"] == operator]
 
     url, settings = _successor(tmp_path, "successor")
@@ -480,8 +486,7 @@ def test_a_cut_altered_or_foreign_keyed_custody_file_restores_nothing(node: Back
     node.catch_up()
     custody_file = tmp_path / "custody.ndjson"
     runner = CliRunner()
-    assert runner.invoke(cli, ["backup", "export", "repo-a", "--out", str(custody_file), "--database-url",
-                               node.url]).exit_code == 0
+    node.export(custody_file)
     lines = custody_file.read_bytes().splitlines(keepends=True)
     url, _ = _successor(tmp_path, "successor")
 
@@ -520,9 +525,7 @@ def test_pages_too_large_are_asked_for_again_with_fewer_entries(node: Backup, re
     assert node.held() == node.repository_versions()
     monkeypatch.setattr(follower, "MAX_FEED_BYTES", 1_000)  # not even one entry fits: the round fails, reported
     dpp = repo.ids[0]
-    r = repo.client.patch(f"/api/v1/dpps/{dpp}", content=orjson.dumps({"performanceAndDurability": {
-        "ratedCapacity": 59.5}}), headers={"Content-Type": "application/merge-patch+json"})
-    assert r.status_code == 200
+    repo.new_version(dpp, 59.5)
     repo.wait_checkpoint_covers_log()
     with pytest.raises(follower.TooLarge):
         follow_once(node.factory, node.client(), source_id="repo-a")
