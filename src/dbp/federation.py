@@ -19,7 +19,10 @@ its own database, talking only HTTP — the deployment the architecture describe
 * ``follow`` runs ``dbp backup add`` on the backup node for a repository (pinning its log key as served: trust on
   first use, which is what a fresh local federation can do; ``url`` may name another way to it, e.g. a proxy) —
   the backup then catches up and verifies on its own;
-* ``wait_registered`` / ``wait_backed_up`` wait, with a deadline, for what a person would check by hand.
+* ``wait_registered`` / ``wait_backed_up`` wait, with a deadline, for what a person would check by hand;
+* ``hand_over`` moves custody of a repository's passports to a fifth node, the successor (repository and backup
+  roles, started only then): custody file from the backup, ``dbp restore`` there, and the Commission re-points
+  the registrations to it.
 
 Killing a repository (``kill``) shows the failover: after ``3 × probe_interval`` seconds the registry marks it
 unreachable and the resolver sends its product identifiers to the backup. Database URLs may be given per node
@@ -53,7 +56,10 @@ from dbp.migrate import upgrade
 
 REPOSITORIES = ("repo-a", "repo-b")
 BACKUP_NODE = "backup-1"
-PLAN = {"registry": ["registry"], "repo-a": ["repository"], "repo-b": ["repository"], "backup": ["backup"]}
+PLAN = {"registry": ["registry"], "repo-a": ["repository"], "repo-b": ["repository"], "backup": ["backup"],
+        "successor": ["repository", "backup"]}
+#: Nodes ``start`` leaves out unless named: the successor joins when custody moves to it (``hand_over``).
+STANDBY = frozenset({"successor"})
 
 
 class FederationError(Exception):
@@ -200,7 +206,7 @@ class Federation:
         common = {"host": "127.0.0.1", **self.settings}
         own: dict[str, dict[str, Any]] = {
             "registry": {"registry_endpoint_http_hosts": ports, "registry_probe_interval": self.probe_interval},
-            "backup": {"backup_interval": 0.5}}
+            "backup": {"backup_interval": 0.5}, "successor": {"auto_register": False}}
         for name in REPOSITORIES:
             client_id, secret = registry.clients[name]
             own[name] = {"auto_register": True, "registry_url": registry.base_url, "registry_client_id": client_id,
@@ -229,7 +235,7 @@ class Federation:
 
     # ------------------------------------------------------------------------------------------ processes
     def start(self, names: Iterable[str] | None = None, *, timeout: float = 60) -> None:
-        chosen = list(names) if names is not None else list(self.nodes)
+        chosen = list(names) if names is not None else [n for n in self.nodes if n not in STANDBY]
         for name in chosen:
             node = self.nodes[name]
             with node.log.open("ab") as out:
@@ -321,6 +327,41 @@ class Federation:
             raise FederationError(f"dbp backup add {source_id or name}: exit {done.returncode}\n{done.stdout}\n"
                                   f"{done.stderr}")
         return done.stdout
+
+    def hand_over(self, name: str, *, key: str, timeout: float = 60) -> list[str]:
+        """Custody of repository ``name``'s passports moves to the successor node (its operator is gone): the
+        backup writes the custody file (``dbp backup export``), the successor restores it (``dbp restore``,
+        anchored on ``key``: ``name``'s log key, obtained while it was up) and starts, and the Commission enters it
+        in the node directory and re-points every registration of ``name``'s passports to its ``/backup``
+        endpoint. Returns the registration ids re-pointed."""
+        backup_node, successor = self.nodes["backup"], self.nodes["successor"]
+        custody = self.directory / f"{name}.custody.ndjson"
+        for args, env in ((["backup", "export", name, "--out", str(custody), "--database-url",
+                            backup_node.database_url], backup_node.environ()),
+                          (["restore", str(custody), "--source-id", name, "--key", key, "--database-url",
+                            successor.database_url], successor.environ())):
+            done = subprocess.run([sys.executable, "-m", "dbp", *args], env=env, capture_output=True, text=True,
+                                  timeout=300)
+            if done.returncode != 0:
+                raise FederationError(f"dbp {args[0]}: exit {done.returncode}\n{done.stdout}\n{done.stderr}")
+        self.start(["successor"], timeout=timeout)
+        registry = self.nodes["registry"]
+        commission = registry.token("commission")
+        endpoint = f"{successor.base_url}/backup"
+        _expect(httpx.post(f"{registry.base_url}/api/v1/registry/nodes", headers=commission, timeout=10,
+                           json={"nodeId": "successor", "kind": "repository", "endpoint": endpoint}),
+                201, "registry: the successor not entered")
+        moved = []
+        for product in [p["uniqueProductIdentifier"] for p in self.passports.get(name, [])]:
+            found = httpx.get(f"{registry.base_url}/api/v1/registry/registrations", params={"productId": product},
+                              timeout=10)
+            _expect(found, 200, f"registry: no registration of {product}")
+            registration = found.json()["items"][0]["registrationId"]
+            _expect(httpx.post(f"{registry.base_url}/api/v1/registry/registrations/{registration}/routing",
+                               headers=commission, json={"endpoint": endpoint}, timeout=30),
+                    200, f"registry: {registration} not re-pointed")
+            moved.append(registration)
+        return moved
 
     def backup_status(self) -> dict[str, dict[str, Any]]:
         backup_node = self.nodes["backup"]

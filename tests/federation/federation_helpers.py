@@ -41,8 +41,9 @@ ORIGINAL = '"batteryStatus":"original"'
 FORGED = '"batteryStatus":"repurposed"'
 
 
-def four_free_ports() -> int:
-    """A port whose next three are free as well (a federation's ``base_port``)."""
+def free_ports(count: int = 5) -> int:
+    """A port whose next ``count - 1`` are free as well (a federation's ``base_port``: four nodes and the
+    successor that joins when custody moves)."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -50,13 +51,13 @@ def four_free_ports() -> int:
         if base > 65000:
             continue
         try:
-            for i in range(1, 4):
+            for i in range(1, count):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", base + i))
             return base
         except OSError:
             continue
-    raise RuntimeError("no four consecutive free ports")
+    raise RuntimeError("no consecutive free ports for a federation")
 
 
 def postgres_database(suffix: str) -> str | None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
-from federation_helpers import FORGED, LIMITS, ORIGINAL, MitmProxy, four_free_ports, postgres_database, wait_for
+from federation_helpers import FORGED, LIMITS, ORIGINAL, MitmProxy, free_ports, postgres_database, wait_for
 from sqlalchemy import delete, select
 
 from dbp.clock import timestamp
@@ -98,7 +100,7 @@ class MultiNode:
 
     def __init__(self, tmp: Path) -> None:
         pg = postgres_database("fed_a")
-        self.launcher = Federation(tmp, base_port=four_free_ports(), count=COUNT, spare_count=2 * MORE_B,
+        self.launcher = Federation(tmp, base_port=free_ports(), count=COUNT, spare_count=2 * MORE_B,
                                    probe_interval=PROBE_INTERVAL, settings=SETTINGS, node_settings=NODE_SETTINGS,
                                    database_urls={"repo-a": pg} if pg else {})
         self.registry, self.backup = self.launcher.nodes["registry"], self.launcher.nodes["backup"]
@@ -334,6 +336,36 @@ def test_a_killed_repository_is_served_by_the_backup(fed: MultiNode) -> None:
 
 
 @with_logs
+def test_custody_moves_to_a_successor_the_registry_re_points_and_reads_go_there(fed: MultiNode) -> None:
+    """A is gone: its passports are restored into a successor's node from the backup's custody file (anchored on
+    A's log key), the Commission re-points their registrations, and every scan now reaches the successor, whose
+    copies — the whole history — still verify against A's keys."""
+    a = fed.a
+    assert a.node.proc is not None and a.node.proc.poll() is not None, "A was killed by the test before"
+    key = fed.status()["repo-a"]["verifierKey"]  # A's log key, pinned when the backup started following it
+    moved = fed.launcher.hand_over("repo-a", key=key)
+    assert len(moved) == len(a.passports)
+    successor = fed.launcher.nodes["successor"]
+    endpoint = f"{successor.base_url}/backup"
+    trusted = a.trusted()
+    for p in a.passports:
+        scanned = fed.wait_routed(p, endpoint)
+        served = httpx.get(scanned.headers["location"], timeout=10)
+        assert served.status_code == 200, fed.why(served.text)
+        original, etag = a.public[p["dppId"]]
+        assert served.content == original and served.headers["ETag"] == etag
+        assert served.headers["X-DPP-Backup-Source"] == "repo-a"
+        evidence = httpx.get(f"{scanned.headers['location']}/evidence", timeout=10)
+        assert verify_bundle(evidence.content, trusted=trusted).verdict == "valid", evidence.text[:300]
+    registration = httpx.get(f"{fed.registry.base_url}/api/v1/registry/registrations/{moved[0]}", timeout=10).json()
+    assert registration["endpoint"] == endpoint, registration
+    # the successor re-checks what it took over from its own database alone
+    done = subprocess.run([sys.executable, "-m", "dbp", "backup", "verify", "--database-url",
+                           successor.database_url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@with_logs
 def test_a_connection_cut_mid_answer_loses_nothing_and_stores_nothing_twice(fed: MultiNode) -> None:
     b, proxy = fed.b, fed.proxy
     assert proxy is not None
@@ -417,8 +449,9 @@ def test_a_rewritten_log_halts_the_source_and_the_copies_stay_served(fed: MultiN
     assert httpx.get(_dpp_url(fed.backup_endpoint, held[0][0]), timeout=10).status_code == 200
     status = fed.status()
     assert status["repo-a"]["status"] != "halted" and fed.alerts("repo-a") == [], status["repo-a"]
-    endpoint = fed.backup_endpoint if fed.a.node.proc is not None and fed.a.node.proc.poll() is not None \
-        else fed.a.base_url
+    successor = fed.launcher.nodes["successor"]
+    endpoint = f"{successor.base_url}/backup" if successor.proc is not None else fed.backup_endpoint \
+        if fed.a.node.proc is not None and fed.a.node.proc.poll() is not None else fed.a.base_url
     for p in fed.a.passports:
         scanned = fed.wait_routed(p, endpoint)
         served = httpx.get(scanned.headers["location"], timeout=10)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from federation_helpers import LIMITS, four_free_ports, postgres_database
+from federation_helpers import LIMITS, free_ports, postgres_database
 from typer.testing import CliRunner
 
 from dbp.cli import app as cli
@@ -22,7 +22,7 @@ from dbp.integrity.verify import Trusted, verify_bundle
 @pytest.fixture()
 def fed(tmp_path: Path) -> Iterator[Federation]:
     pg = postgres_database("fedl_a")
-    f = Federation(tmp_path / "fed", base_port=four_free_ports(), count=4, probe_interval=0.5, settings=LIMITS,
+    f = Federation(tmp_path / "fed", base_port=free_ports(), count=4, probe_interval=0.5, settings=LIMITS,
                    database_urls={"repo-a": pg} if pg else {})
     try:
         f.prepare()
