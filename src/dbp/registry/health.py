@@ -93,10 +93,15 @@ class NodeProber:
             return f"{type(exc).__name__}: {exc}"
         return None if answer.status < 500 else f"answered {answer.status}"
 
-    def _change(self, node_id: str, old: str, new: str, reason: str, *, endpoint: str | None = None) -> bool:
+    def _change(self, node_id: str, old: str, new: str, reason: str, *, endpoint: str | None = None,
+                by: str | None = PROBE) -> bool:
         with transaction(self.factory) as session:
-            stmt = update(RegistryNode).where(RegistryNode.node_id == node_id, RegistryNode.status == old)
-            if endpoint is not None:  # the endpoint probed: a node moved meanwhile is judged at its new one
+            # only from what the round saw: the status, who set it, and the endpoint probed (a node the Commission
+            # moved or marked meanwhile is judged again at the next round)
+            stmt = update(RegistryNode).where(
+                RegistryNode.node_id == node_id, RegistryNode.status == old,
+                RegistryNode.status_by.is_(None) if by is None else RegistryNode.status_by == by)
+            if endpoint is not None:
                 stmt = stmt.where(RegistryNode.endpoint == endpoint)
             result = session.execute(stmt.values(status=new, status_by=PROBE, updated_at=timestamp()))
             if result.rowcount != 1:  # type: ignore[attr-defined]  # the Commission changed it meanwhile
@@ -114,7 +119,10 @@ class NodeProber:
         nodes = await asyncio.to_thread(self._nodes)
         results = await asyncio.gather(*(self._probe(endpoint) for _, endpoint, _, _ in nodes))
         changed: dict[str, str] = {}
-        everyone_failed = len(nodes) >= 2 and all(error is not None for error in results)
+        # the nodes still taken as up: when all of them (two at least) fail at once, the registry is the one cut off
+        live = [error for (_, _, status, _), error in zip(nodes, results, strict=True)
+                if status == NodeStatus.active.value]
+        everyone_failed = len(live) >= 2 and all(error is not None for error in live)
         if everyone_failed:
             log.warning("registry: every repository failed its probe at once; marking none (is this registry cut "
                         "off from the network?)")
@@ -129,7 +137,7 @@ class NodeProber:
             if new is not None:
                 reason = (f"{streak.failures} probes failed in a row: {error}" if error is not None
                           else f"{streak.successes} probes answered in a row")
-                if await asyncio.to_thread(self._change, node_id, status, new, reason, endpoint=endpoint):
+                if await asyncio.to_thread(self._change, node_id, status, new, reason, endpoint=endpoint, by=by):
                     changed[node_id] = new
         for key in set(self.streaks) - {f"{n} {e}" for n, e, _, _ in nodes}:
             del self.streaks[key]

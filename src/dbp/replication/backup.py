@@ -210,13 +210,13 @@ def checkpoint_at(session: Session, *, source_id: str, size: int) -> BackupCheck
 
 
 def store_tree(session: Session, *, source: BackupSource, subtrees: Sequence[merkle.Subtree], size: int,
-               root: bytes, note: str) -> None:
+               root: bytes, note: str, signed: bool = True) -> None:
     """The nodes the new leaves completed and the checkpoint they were checked against, in the caller's
     transaction (with the source's new tree size: all or nothing)."""
     if subtrees:
         session.execute(insert(_NODES), [
             {"source_id": source.source_id, "level": s.level, "idx": s.index, "hash": s.digest} for s in subtrees])
-    if session.get(BackupCheckpoint, (source.source_id, size)) is None:
+    if signed and session.get(BackupCheckpoint, (source.source_id, size)) is None:
         session.add(BackupCheckpoint(source_id=source.source_id, tree_size=size, root_hash=root, note=note,
                                      verified_at=timestamp()))
     source.tree_size = size
@@ -234,32 +234,34 @@ def leaf_hashes(session: Session, *, source_id: str, positions: Iterable[int]) -
 
 
 # ------------------------------------------------------------------------------------------------ copies
-def store_copy(session: Session, *, source_id: str, entry: dict[str, Any], body: bytes) -> bool:
-    """Keep a verified version (idempotent: a version held already is not written again). True if new."""
+def store_copy(session: Session, *, source_id: str, entry: dict[str, Any], body: bytes) -> bool | None:
+    """Keep a verified version (``store_copies`` of one: True new, False held, None held with another body)."""
     return store_copies(session, source_id=source_id, copies=[(entry, body)])[0]
 
 
-def store_copies(session: Session, *, source_id: str, copies: Sequence[tuple[dict[str, Any], bytes]]) -> list[bool]:
+def store_copies(session: Session, *, source_id: str, copies: Sequence[tuple[dict[str, Any], bytes]]
+                 ) -> list[bool | None]:
     """Keep verified versions ``(entry, body)`` — a feed page's — with one look-up of what is held and one insert
-    (idempotent: a version held already, or met earlier in ``copies``, is not written again). Per copy, True if
-    it is new."""
+    (idempotent: a version held already, or met earlier in ``copies``, is not written again). Per copy: True if
+    it is new, False if that version is held with the same content hash, None if it is held with ANOTHER one
+    (the log signed two bodies for one version: the caller reports it)."""
     if not copies:
         return []
     ids = sorted({entry["dppId"] for entry, _ in copies})
-    held: set[tuple[str, int]] = set()
+    held: dict[tuple[str, int], str] = {}
     for i in range(0, len(ids), _IN_CHUNK):
-        held.update((str(d), int(v)) for d, v in session.execute(
-            select(BackupVersion.dpp_id, BackupVersion.version).where(
+        held.update(((str(d), int(v)), str(h)) for d, v, h in session.execute(
+            select(BackupVersion.dpp_id, BackupVersion.version, BackupVersion.sha256).where(
                 BackupVersion.source_id == source_id, BackupVersion.dpp_id.in_(ids[i:i + _IN_CHUNK]))))
     rows: list[dict[str, Any]] = []
-    new: list[bool] = []
+    outcome: list[bool | None] = []
     for entry, body in copies:
         key = (entry["dppId"], entry["version"])
         if key in held:
-            new.append(False)
+            outcome.append(False if held[key] == entry["sha256"] else None)
             continue
-        held.add(key)
-        new.append(True)
+        held[key] = entry["sha256"]
+        outcome.append(True)
         rows.append({
             "source_id": source_id, "dpp_id": entry["dppId"], "version": entry["version"],
             "position": entry["position"], "created_at": entry["createdAt"], "change": entry["change"],
@@ -268,11 +270,46 @@ def store_copies(session: Session, *, source_id: str, copies: Sequence[tuple[dic
             "canonical": body, "verified_at": timestamp()})
     if rows:
         session.execute(insert(_VERSIONS), rows)
-    return new
+    return outcome
 
 
-def reject(session: Session, *, source_id: str, entry: object, position: int, step: str, reason: str) -> bool:
-    """Record (or count again) a refused entry at ``position``; True when it was not refused before."""
+def operator_of(body: bytes, fallback: object = None) -> str | None:
+    """The ``economicOperatorId`` a signed body names (the operator the access rules use), else ``fallback``."""
+    try:
+        named = orjson.loads(body).get("economicOperatorId")
+    except (orjson.JSONDecodeError, AttributeError):
+        named = None
+    if isinstance(named, str) and 0 < len(named) <= 512:
+        return named
+    return fallback[:512] if isinstance(fallback, str) else None
+
+
+def settle_operators(session: Session, *, source_id: str, dpp_ids: Iterable[str]) -> None:
+    """Every held version of these passports takes the operator of the newest one held (its own signed body's):
+    the repository decides every version's view by the passport's responsible operator now, and so does the
+    backup (after a waste transfer, say, version 1 belongs to the new operator too)."""
+    ids = sorted(set(dpp_ids))
+    newer = _VERSIONS.alias("newer")
+    by_operator: dict[str | None, list[str]] = {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        rows = session.execute(select(BackupVersion.dpp_id, BackupVersion.operator_id).where(
+            BackupVersion.source_id == source_id, BackupVersion.dpp_id.in_(ids[i:i + _IN_CHUNK]),
+            ~select(newer.c.version).where(newer.c.source_id == source_id, newer.c.dpp_id == BackupVersion.dpp_id,
+                                           newer.c.version > BackupVersion.version).exists()))
+        for dpp_id, operator in rows:
+            by_operator.setdefault(operator, []).append(str(dpp_id))
+    for operator, group in by_operator.items():
+        for i in range(0, len(group), _IN_CHUNK):
+            session.execute(update(BackupVersion).where(
+                BackupVersion.source_id == source_id, BackupVersion.dpp_id.in_(group[i:i + _IN_CHUNK]),
+                BackupVersion.operator_id.is_distinct_from(operator)).values(operator_id=operator)
+                .execution_options(synchronize_session=False))
+
+
+def reject(session: Session, *, source_id: str, entry: object, position: int, step: str, reason: str
+           ) -> str | None:
+    """Record (or count again) a refused entry at ``position``; the step it was refused at before, if open
+    (None: not refused, or resolved, before)."""
     at = timestamp()
     row = session.scalar(select(BackupRejection).where(BackupRejection.source_id == source_id,
                                                        BackupRejection.position == position))
@@ -283,11 +320,11 @@ def reject(session: Session, *, source_id: str, entry: object, position: int, st
             source_id=source_id, position=position, dpp_id=dpp_id[:256] if isinstance(dpp_id, str) else None,
             version=version if type(version) is int and 0 < version < 2**31 else None, step=step[:32],
             reason=reason[:4000], attempts=1, first_at=at, last_at=at))
-        return True
-    else:
-        row.step, row.reason, row.last_at, row.resolved_at = step[:32], reason[:4000], at, None
-        row.attempts += 1
-        return False
+        return None
+    before = row.step if row.resolved_at is None else None
+    row.step, row.reason, row.last_at, row.resolved_at = step[:32], reason[:4000], at, None
+    row.attempts += 1
+    return before
 
 
 def resolve_rejection(session: Session, *, source_id: str, position: int) -> None:

@@ -280,11 +280,14 @@ def restore(session: Session, stream: IO[bytes], *, source_id: str, anchor: str 
             session.add(BackupVersion(
                 source_id=source_id, dpp_id=str(entry["dppId"])[:256], version=int(entry["version"]),
                 position=int(entry["position"]), created_at=str(entry["createdAt"]), change=entry.get("change"),
-                operator_id=entry.get("operatorId"), dpp_status=entry.get("dppStatus"), sha256=str(entry["sha256"]),
+                operator_id=backup.operator_of(str(entry["body"]).encode("utf-8")),  # the signed body's, not the file's
+                dpp_status=entry.get("dppStatus"), sha256=str(entry["sha256"]),
                 public_sha256=str(entry["publicSha256"]), kid=str(entry["kid"]), signature=str(entry["signature"]),
                 canonical=str(entry["body"]).encode("utf-8"), verified_at=at))
         except (KeyError, TypeError, ValueError):
             raise _refuse("a version line lacks a field of a feed entry") from None
+    session.flush()
+    backup.settle_operators(session, source_id=source_id, dpp_ids={str(v.get("dppId")) for v in versions})
     session.flush()
     checked = recheck.recheck(session, source_id=source_id)[0]
     result.problems = checked.problems

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +70,7 @@ from dbp.replication.models import BackupSource
 log = logging.getLogger("dbp.replication")
 
 FEED_PAGE = 500
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 LEAVES_PAGE = 1000
 MAX_FEED_BYTES = 64 * 1024 * 1024  # a page too large for it is asked for again with half the entries
 MAX_LEAVES_BYTES = 4 * 1024 * 1024
@@ -77,7 +79,9 @@ MAX_TOKEN_BYTES = 64 * 1024
 RETRY_REJECTIONS = 20  # per round, the least recently tried first
 RESCAN_FETCH = 1000  # entries a rescan fetches in one round at most
 RESCAN_SECONDS = 600.0  # the Follower rescans every source this often (and once at start)
-#: Leaves audited in one round at most (~32 MB of tree per 100,000 leaves is held until the root is checked).
+RESCAN_BUDGET = 30.0  # seconds a rescan may take in one round (the other sources wait meanwhile)
+#: Leaves audited in one round at most (~32 MB of tree per 100,000 leaves is held until checked); a longer log is
+#: audited over several rounds, each part proven a prefix of the signed tree by a consistency proof.
 MAX_ROUND_LEAVES = 2_000_000
 
 
@@ -336,7 +340,10 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
         known = trusted.get(kid)
         if known is not None:
             retired = meta["retiredAt"]
-            if known["x"] == meta["x"] and known.get("retiredAt") is None and retired is not None:
+            # a retirement is taken only from a rotation seen signed: another trusted key signed this checkpoint
+            rotated = any(other != raw for other in signers)
+            if known["x"] == meta["x"] and known.get("retiredAt") is None and isinstance(retired, str) and rotated \
+                    and _TIMESTAMP.fullmatch(retired):
                 with factory() as session:  # never before a version it signed that is held here
                     newest = backup.newest_signed(session, source_id=source_id, kid=kid)
                 if retired > known["createdAt"] and (newest is None or retired >= newest):
@@ -346,33 +353,43 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
     active = [raw for raw, meta in served.values() if raw in signers and meta.get("retiredAt") is None]
     new_pin = VerifierKey(origin, active[0]).encode() if active and active[0] != pinned.public_key else None
 
-    # 3. leaves
-    if seen.size - source.tree_size > MAX_ROUND_LEAVES:
-        raise FollowError(f"the checkpoint grew the log by {seen.size - source.tree_size} leaves, more than one round "
-                          f"audits ({MAX_ROUND_LEAVES}); refused")
-    if seen.size > source.tree_size:
+    # 3. leaves: up to MAX_ROUND_LEAVES a round; a part short of the checkpoint is proven a prefix of its tree
+    if seen.size < source.tree_size:
+        raise FollowError(f"the checkpoint's tree ({seen.size} leaves) is smaller than the prefix of a larger signed "
+                          f"tree the backup audited ({source.tree_size}); not followed until it grows past it")
+    target = min(seen.size, source.tree_size + MAX_ROUND_LEAVES)
+    if target > source.tree_size:
         with factory() as session:
             tree = backup.frontier(session, source=source)
         subtrees: list[merkle.Subtree] = []
         start = source.tree_size
         try:
-            while start < seen.size:
-                end = min(start + LEAVES_PAGE, seen.size)
+            while start < target:
+                end = min(start + LEAVES_PAGE, target)
                 tree, completed = verify.audit_leaves(tree, client.leaves(start, end), start=start)
                 subtrees.extend(completed)
                 report.leaves += end - start
                 start = end
-            verify.check_audited_root(tree, verified)
+            if target == seen.size:
+                verify.check_audited_root(tree, verified)
+            else:
+                merkle.verify_consistency(size1=target, size2=seen.size, root1=tree.root(), root2=seen.root,
+                                          proof=client.consistency(target, seen.size))
         except VerificationError as exc:  # nothing is stored; the next round fetches them again
             raise FollowError(f"the log's leaves are not its signed tree: {exc.message}") from None
         with transaction(factory) as session:
             row = backup.get_source(session, source_id=source_id)
             if row.tree_size != source.tree_size:
                 raise FollowError("another follower moved this source meanwhile; this round stops")
-            backup.store_tree(session, source=row, subtrees=subtrees, size=seen.size, root=seen.root, note=seen.note)
+            backup.store_tree(session, source=row, subtrees=subtrees, size=target, root=seen.root, note=seen.note,
+                              signed=target == seen.size)
             row.trusted_keys = orjson.dumps(trusted).decode()
             if new_pin:
                 row.verifier_key = new_pin
+        if target < seen.size:  # the rest of the tree next round; the feed waits for the whole signed tree
+            report.tree_size = target
+            report.cursor = source.next_position
+            return _succeeded(factory, report, started, f"audited {target} of {seen.size} leaves")
     elif trusted != backup.trusted_keys(source) or new_pin:
         with transaction(factory) as session:
             row = backup.get_source(session, source_id=source_id)
@@ -460,13 +477,17 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
     if rescan:
         _rescan(factory, client, report, source_id, keys, audited)
 
+    return _succeeded(factory, report, started, f"{report.stored} stored, {report.rejected} rejected, "
+                      f"{report.healed} healed; tree {report.tree_size}, cursor f1.{report.cursor}")
+
+
+def _succeeded(factory: sessionmaker[Session], report: RoundReport, started: float, message: str) -> RoundReport:
     with transaction(factory) as session:
-        row = backup.get_source(session, source_id=source_id)
+        row = backup.get_source(session, source_id=report.source_id)
         row.status, row.failures, row.last_error, row.next_attempt_at = backup.FOLLOWING, 0, None, None
         row.last_attempt_at = row.last_success_at = timestamp()
     report.seconds = time.monotonic() - started
-    report.message = (f"{report.stored} stored, {report.rejected} rejected, {report.healed} healed; tree "
-                      f"{report.tree_size}, cursor f1.{report.cursor}")
+    report.message = message
     return report
 
 
@@ -478,7 +499,8 @@ def _rescan(factory: sessionmaker[Session], client: RepositoryClient, report: Ro
     metadata pages cost no bodies."""
     missing: list[int] = []
     position = 0
-    while position < report.cursor and len(missing) < RESCAN_FETCH:
+    deadline = time.monotonic() + RESCAN_BUDGET
+    while position < report.cursor and len(missing) < RESCAN_FETCH and time.monotonic() < deadline:
         page = client.feed(position, 1000, include="metadata")
         positions = [e["position"] for e in page["entries"] if isinstance(e, dict)
                      and type(e.get("position")) is int and position <= e["position"] < report.cursor]
@@ -490,6 +512,8 @@ def _rescan(factory: sessionmaker[Session], client: RepositoryClient, report: Ro
             break
         position = nxt
     for pos in missing[:RESCAN_FETCH]:
+        if time.monotonic() > deadline:
+            break
         page = client.feed(pos, 1)
         entry = page["entries"][0] if page["entries"] else None
         if not isinstance(entry, dict) or entry.get("position") != pos:
@@ -572,30 +596,37 @@ def _keep(session: Session, report: RoundReport, source_id: str, verified: list[
         other = elsewhere.get(v.dpp_id)
         if other is None:
             # the operator the access rules use comes from the signed body, not from the feed's metadata
-            kept.append(({**v.entry, "operatorId": _operator_of(v.body, v.entry.get("operatorId"))}, v.body))
+            kept.append(({**v.entry, "operatorId": backup.operator_of(v.body, v.entry.get("operatorId"))}, v.body))
             continue
-        reason = (f"source: passport {v.dpp_id} is held from source {other}; one passport has one source (a "
-                  "repository cannot log versions of another repository's passports)")
-        if backup.reject(session, source_id=source_id, entry=v.entry, position=v.position, step="source",
-                         reason=reason):  # alerted once, however often it is retried
-            backup.alert(session, source_id=source_id, kind="foreign-passport", message=reason, evidence={
-                "entry": {k: v.entry.get(k) for k in ("position", "dppId", "version", "sha256", "kid")},
-                "heldFrom": other})
-            report.rejected += 1
-            log.warning("backup source %s: %s", source_id, reason)
-    new = backup.store_copies(session, source_id=source_id, copies=kept)
-    report.stored += sum(new)
-    backup.resolve_rejections(session, source_id=source_id, positions=[e["position"] for e, _ in kept])
+        _refuse(session, report, source_id, v, "source", "foreign-passport",
+                f"source: passport {v.dpp_id} is held from source {other}; one passport has one source (a repository "
+                "cannot log versions of another repository's passports)", {"heldFrom": other})
+    outcomes = backup.store_copies(session, source_id=source_id, copies=kept)
+    report.stored += sum(1 for o in outcomes if o is True)
+    for (entry, body), outcome in zip(kept, outcomes, strict=True):
+        if outcome is None:  # the log holds two different signed bodies for one version: equivocation
+            v = verify.VerifiedEntry(entry["position"], entry["dppId"], entry["version"], entry["sha256"],
+                                     entry["kid"], b"", body, 0, b"", entry)
+            _refuse(session, report, source_id, v, "equivocation", "equivocation",
+                    f"equivocation: version {entry['version']} of {entry['dppId']} is held with another body; the "
+                    f"repository logged and signed a second one at position {entry['position']}", {})
+    backup.resolve_rejections(session, source_id=source_id, positions=[
+        e["position"] for (e, _), o in zip(kept, outcomes, strict=True) if o is not None])
+    backup.settle_operators(session, source_id=source_id, dpp_ids={
+        e["dppId"] for (e, _), o in zip(kept, outcomes, strict=True) if o is True})
 
 
-def _operator_of(body: bytes, fallback: object) -> str | None:
-    try:
-        named = orjson.loads(body).get("economicOperatorId")
-    except (orjson.JSONDecodeError, AttributeError):
-        named = None
-    if isinstance(named, str) and 0 < len(named) <= 512:
-        return named
-    return fallback[:512] if isinstance(fallback, str) else None
+def _refuse(session: Session, report: RoundReport, source_id: str, v: verify.VerifiedEntry, step: str, kind: str,
+            reason: str, evidence: dict[str, Any]) -> None:
+    """A verified entry the backup still may not keep: rejected, and alerted the first time it is refused for
+    this reason (however often it is retried)."""
+    before = backup.reject(session, source_id=source_id, entry=v.entry, position=v.position, step=step,
+                           reason=reason)
+    if before != step:
+        backup.alert(session, source_id=source_id, kind=kind, message=reason, evidence={
+            "entry": {k: v.entry.get(k) for k in ("position", "dppId", "version", "sha256", "kid")}, **evidence})
+        report.rejected += 1
+        log.warning("backup source %s: %s", source_id, reason)
 
 
 def b64(data: bytes) -> str:
