@@ -241,6 +241,10 @@ def test_copies_are_served_with_the_repositorys_access_rules_and_logged(node: Ba
         original = httpx.get(f"{repo.base_url}/api/v1/dpps/{dpp}")
         assert anonymous.content == original.content  # the same public view, byte for byte
         assert anonymous.headers["ETag"] == original.headers["ETag"]
+        assert anonymous.headers["X-DPP-Access"] == original.headers["X-DPP-Access"] == "public"
+        again = httpx.get(f"{srv.base_url}/backup/api/v1/dpps/{dpp}",
+                          headers={"If-None-Match": anonymous.headers["ETag"]})
+        assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == original.headers["ETag"]
         assert_error(httpx.get(f"{srv.base_url}/backup/api/v1/dpps/urn:nobody:1"), 404, "ClientErrorResourceNotFound")
         assert_error(httpx.get(f"{srv.base_url}/backup/api/v1/dpps/{dpp}", params={"version": 0}), 400,
                      "ClientErrorBadRequest")

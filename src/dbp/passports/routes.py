@@ -125,7 +125,8 @@ def _calendar(name: str, value: str | None) -> None:
             FieldError(name, "date.calendar", "YYYY-MM or YYYY-MM-DD on the calendar")]) from None
 
 
-def _not_modified(request: Request, v: StoredVersion) -> bool:
+def not_modified(request: Request, v: StoredVersion) -> bool:
+    """The request's If-None-Match names ``v``'s ETag (or ``*``): answer 304."""
     inm = request.headers.get("if-none-match")
     return inm is not None and (inm.strip() == "*" or v.etag in [t.strip() for t in inm.split(",")])
 
@@ -142,7 +143,7 @@ async def _serve(request: Request, principal: Principal, v: StoredVersion | None
         page = views.passport_page(request, view)
         page.headers.update(access)
         return page
-    if _not_modified(request, view):
+    if not_modified(request, view):
         return Response(status_code=304, headers={"ETag": view.etag, **access})
     return version_response(view, headers=access)
 

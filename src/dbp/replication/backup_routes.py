@@ -5,7 +5,8 @@
   reads) and the same durable access-log record before it is answered. The registry lists a backup node with
   the endpoint ``{base}/backup``, so the resolver's ``{endpoint}/api/v1/dpps/{dppId}`` lands here when the
   operator's repository is gone. Headers as on the repository (ETag, X-DPP-Version, X-DPP-Signature for the
-  full signed version) plus ``X-DPP-Served-By: backup`` and the source it came from.
+  full signed version, X-DPP-Access; 304 for a matching If-None-Match) plus ``X-DPP-Served-By: backup`` and the
+  source it came from. JSON only (no HTML page).
 * ``GET /backup/api/v1/dpps/{dppId}/evidence[?version=]`` — the evidence bundle of that copy, built from the
   backup's own tree and the repository's signed checkpoint (``backup.bundle``): ``dbp verify`` checks it
   against the original operator's keys.
@@ -37,6 +38,7 @@ from dbp.integrity.evidence import bundle_json
 from dbp.passports import guard
 from dbp.passports.attributes import AccessGroup
 from dbp.passports.redaction import ViewCache
+from dbp.passports.routes import not_modified
 from dbp.passports.service import StoredVersion
 from dbp.replication import backup
 from dbp.replication.models import BackupVersion
@@ -76,7 +78,10 @@ async def read_copy(request: Request, principal: PrincipalDep, dppId: DppId, ver
                          dpp_id=copy.dpp_id, operator_id=copy.operator_id,
                          detail=[*sorted(g.value for g in decision.groups), f"backup:{copy.source_id}"],
                          reason=decision.reason)
-    return Response(v.body, media_type="application/json", headers=_headers(copy, v))
+    access = {"X-DPP-Access": ", ".join(sorted(g.value for g in decision.groups))}
+    if not_modified(request, v):
+        return Response(status_code=304, headers={"ETag": v.etag, **access})
+    return Response(v.body, media_type="application/json", headers={**_headers(copy, v), **access})
 
 
 @router.get("/backup/api/v1/dpps/{dppId}/evidence", summary="Evidence bundle of a verified copy")
