@@ -29,7 +29,7 @@ from dbp.clock import timestamp
 from dbp.config import Settings
 from dbp.db import make_engine, make_sessionmaker
 from dbp.integrity import log
-from dbp.integrity.evidence import KeyPeriod, jwk_key
+from dbp.integrity.evidence import KeyPeriod, bundle_json, jwk_key
 from dbp.integrity.models import LogCheckpoint, LogLeaf, LogNode, LogState
 from dbp.integrity.verify import Trusted, verify_bundle
 from dbp.migrate import upgrade
@@ -533,3 +533,30 @@ def test_pages_too_large_are_asked_for_again_with_fewer_entries(node: Backup, re
     repo.wait_checkpoint_covers_log()
     with pytest.raises(follower.TooLarge):
         follow_once(node.factory, node.client(), source_id="repo-a")
+
+
+def test_a_key_rotation_is_followed_and_old_and_new_versions_keep_verifying(node: Backup, repo: Repo) -> None:
+    """dbp keys rotate at the repository: the checkpoint is co-signed by the old and the new key, so the backup
+    trusts the new one, moves its pin, records the old one's retirement, and both generations of versions keep
+    valid evidence."""
+    from dbp.access.secrets import DEVELOPMENT_SECRET
+
+    node.catch_up()
+    old = dict(backup.trusted_keys(node.source()))
+    with repo.session_factory.begin() as s:
+        new_kid = log.rotate_key(s, secret_key=DEVELOPMENT_SECRET)  # the test server's secret
+    repo.new_version(repo.ids[5], 58.5)
+    node.catch_up()
+    trusted = backup.trusted_keys(node.source())
+    assert new_kid in trusted and all(trusted[k]["retiredAt"] for k in old if old[k]["retiredAt"] is None)
+    assert node.source().verifier_key != node.key  # the pin moved to the new key, seen co-signed
+    repo.keys = [KeyPeriod(*jwk_key(k["jwk"], "key"), k["createdAt"], k["retiredAt"])
+                 for k in httpx.get(f"{repo.base_url}/api/v1/log/keys").json()["keys"]]
+    with node.factory() as s:
+        for version in (1, 2):
+            held = backup.current_copy(s, dpp_id=repo.ids[5], version=version)
+            made = backup.bundle(s, copy=held, view="full", document=bytes(held.canonical),
+                                 issued_at=held.verified_at)
+            report = verify_bundle(bundle_json(made), trusted=repo.trusted())
+            assert report.verdict == "valid", report.as_json()
+    assert CliRunner().invoke(cli, ["backup", "verify", "--database-url", node.url]).exit_code == 0

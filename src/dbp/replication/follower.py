@@ -336,12 +336,15 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
     # append-only: a known kid keeps its key and createdAt; retiredAt is set once
     trusted = backup.trusted_keys(source)
     trusted_x = {k["x"] for k in trusted.values()}
+    created = {raw: meta["createdAt"] for raw, meta in served.values() if raw in signers or meta["x"] in trusted_x}
+    created.update({_unb64url(k["x"], "x"): k["createdAt"] for k in trusted.values()})  # a known key keeps its date
     for kid, (raw, meta) in served.items():
         known = trusted.get(kid)
         if known is not None:
             retired = meta["retiredAt"]
-            # a retirement is taken only from a rotation seen signed: another trusted key signed this checkpoint
-            rotated = any(other != raw for other in signers)
+            # a retirement is taken only from a rotation seen signed: a key made after this one (its successor)
+            # signed this checkpoint — an older key still co-signing during the overlap proves nothing
+            rotated = any(other != raw and created.get(other, "") > known["createdAt"] for other in signers)
             if known["x"] == meta["x"] and known.get("retiredAt") is None and isinstance(retired, str) and rotated \
                     and _TIMESTAMP.fullmatch(retired):
                 with factory() as session:  # never before a version it signed that is held here
