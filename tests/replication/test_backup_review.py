@@ -291,9 +291,11 @@ def test_an_operator_appointing_the_backup_later_gets_its_history_backed_up(node
     with repo.session_factory.begin() as s:  # the operator appoints the backup provider (again)
         s.execute(update(BackupAppointment).where(BackupAppointment.operator_org_id == org_id)
                   .values(revoked_at=None))
-    report = follow_once(node.factory, client, source_id="repo-a", rescan=True)  # the Follower does it every 10 min
-    assert report.rescanned == total - held_before
     client.close()
+    result = CliRunner().invoke(cli, ["backup", "sync", "repo-a", "--rescan", "--database-url", node.url],
+                                env={"DBP_SECRET_KEY": SECRET})  # the key the client secret was sealed under
+    assert result.exit_code == 0, result.output  # the Follower rescans every 10 min by itself
+    assert f"rescan: {total - held_before} missing found" in result.output, result.output
     with node.factory() as s:
         lag = backup.status(s)[0].as_json()["lagLeaves"]
     assert node.held() == total, f"{total - node.held()} versions never copied; status lagLeaves={lag}"

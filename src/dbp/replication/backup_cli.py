@@ -3,8 +3,9 @@
 * ``dbp backup add SOURCE URL --client-id --client-secret [--key VKEY]`` — follow the repository at ``URL``
   (its base URL) as the backup provider it appointed. The log key is pinned: ``--key`` (the C2SP verifier key
   the operator gave you), or, without it, the key the repository serves (trust on first use, said so).
-* ``dbp backup sync [SOURCE]`` — run rounds now until caught up, with progress (exit 0 caught up, 1 a round
-  failed, 3 a source is halted by the witness check);
+* ``dbp backup sync [SOURCE] [--rescan]`` — run rounds now until caught up, with progress (exit 0 caught up, 1 a
+  round failed, 3 a source is halted by the witness check); ``--rescan`` first looks behind the cursor for entries
+  the feed lists now but the backup does not hold (the follower does it every 10 minutes);
 * ``dbp backup status [--json]`` — per source: status, cursor, verified tree size, lag, copies, open
   rejections, alerts, last error (exit 0; 3 when a source is halted);
 * ``dbp backup verify [SOURCE]`` — re-check everything held from the database alone (``recheck``): exit 0 all
@@ -132,6 +133,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="JSON instead of
 @backup_app.command("sync")
 def sync(source: OptionalSource = None,
          rounds: Annotated[int, typer.Option(min=1, max=100000, help="rounds at most")] = 1000,
+         rescan: Annotated[bool, typer.Option("--rescan", help="first look behind the cursor for entries the "
+                                                               "feed lists now but the backup does not hold")]
+         = False,
          database_url: DbUrl = None) -> None:
     """Follow now (ignoring back-off) until every source is caught up; prints progress."""
     from dbp.access.secrets import DEVELOPMENT_SECRET
@@ -158,9 +162,10 @@ def sync(source: OptionalSource = None,
 
             client = RepositoryClient(url, client_id=client_id, client_secret=secret)
             try:
-                for _ in range(rounds):
+                for round_number in range(rounds):
                     try:
-                        report = follow_once(factory, client, source_id=source_id, progress=progress)
+                        report = follow_once(factory, client, source_id=source_id, progress=progress,
+                                             rescan=rescan and round_number == 0)
                     except FollowError as exc:
                         from dbp.db import transaction
                         with transaction(factory) as session:
@@ -168,7 +173,8 @@ def sync(source: OptionalSource = None,
                         err.print(f"[red]{escape(source_id)}: {escape(str(exc))}[/]")
                         code = max(code, EXIT_ERROR)
                         break
-                    out.print(f"{escape(source_id)}: {report.outcome}: {escape(report.message)}")
+                    found = f" (rescan: {report.rescanned} missing found)" if rescan and round_number == 0 else ""
+                    out.print(f"{escape(source_id)}: {report.outcome}: {escape(report.message)}{found}")
                     if report.outcome == "halted" or report.outcome == "skipped":
                         code = EXIT_INVALID
                         break
