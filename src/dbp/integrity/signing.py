@@ -49,7 +49,8 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64url(text: str, what: str) -> bytes:
+def unb64url(text: str, what: str) -> bytes:
+    """Unpadded base64url (RFC 7515 §2) to bytes; ``VerificationError`` naming ``what`` otherwise."""
     if not text or "=" in text:
         raise VerificationError(f"{what}: expected unpadded base64url, got {text!r:.40}")
     try:
@@ -137,7 +138,7 @@ def kid_of(jws: str) -> str:
     ``VerificationError`` for anything else."""
     header_b64 = jws.split(".", 1)[0]
     try:
-        header = orjson.loads(_unb64url(header_b64, "JWS header"))
+        header = orjson.loads(unb64url(header_b64, "JWS header"))
     except orjson.JSONDecodeError:
         raise VerificationError("JWS header: expected a JSON object") from None
     kid = header.get("kid") if isinstance(header, dict) else None
@@ -157,7 +158,7 @@ def verify_version(jws: str, canonical: bytes, keys: dict[str, bytes]) -> str:
         raise VerificationError("version signature: expected a detached compact JWS (header..signature)")
     header_b64, _, sig_b64 = parts
     try:
-        header = orjson.loads(_unb64url(header_b64, "JWS header"))
+        header = orjson.loads(unb64url(header_b64, "JWS header"))
     except orjson.JSONDecodeError:
         raise VerificationError("JWS header: expected a JSON object") from None
     if not isinstance(header, dict) or header.get("alg") != ALG or header.get("typ") != TYP:
@@ -166,7 +167,7 @@ def verify_version(jws: str, canonical: bytes, keys: dict[str, bytes]) -> str:
     public = keys.get(kid) if isinstance(kid, str) else None
     if public is None:
         raise VerificationError(f"JWS header: expected the kid of a published key, got {kid!r:.80}")
-    signature = _unb64url(sig_b64, "JWS signature")
+    signature = unb64url(sig_b64, "JWS signature")
     try:
         Ed25519PublicKey.from_public_bytes(public).verify(signature,
                                                            f"{header_b64}.{b64url(canonical)}".encode("ascii"))

@@ -29,7 +29,7 @@ from dbp.clock import timestamp
 from dbp.errors import BadRequest, Conflict, FieldError, NotFound
 from dbp.integrity import merkle
 from dbp.integrity.evidence import Bundle, KeyPeriod
-from dbp.integrity.signing import _unb64url
+from dbp.integrity.signing import unb64url
 from dbp.replication.models import (
     BackupAlert,
     BackupCheckpoint,
@@ -106,12 +106,17 @@ def trusted_keys(source: BackupSource) -> dict[str, dict[str, Any]]:
 
 def raw_keys(source: BackupSource) -> dict[str, bytes]:
     """kid -> raw Ed25519 public key, as ``verify_version`` takes them."""
-    return {kid: _unb64url(k["x"], "x") for kid, k in trusted_keys(source).items()}
+    return raw_keys_of(trusted_keys(source))
+
+
+def raw_keys_of(trusted: dict[str, dict[str, Any]]) -> dict[str, bytes]:
+    """``raw_keys`` of a trusted-keys mapping (kid -> {x, createdAt, retiredAt})."""
+    return {kid: unb64url(k["x"], "x") for kid, k in trusted.items()}
 
 
 def key_periods(source: BackupSource) -> tuple[KeyPeriod, ...]:
     keys = trusted_keys(source)
-    return tuple(KeyPeriod(kid, _unb64url(k["x"], "x"), k["createdAt"], k.get("retiredAt"))
+    return tuple(KeyPeriod(kid, unb64url(k["x"], "x"), k["createdAt"], k.get("retiredAt"))
                  for kid, k in sorted(keys.items(), key=lambda item: item[1]["createdAt"]))
 
 
@@ -325,10 +330,6 @@ def reject(session: Session, *, source_id: str, entry: object, position: int, st
     row.step, row.reason, row.last_at, row.resolved_at = step[:32], reason[:4000], at, None
     row.attempts += 1
     return before
-
-
-def resolve_rejection(session: Session, *, source_id: str, position: int) -> None:
-    resolve_rejections(session, source_id=source_id, positions=[position])
 
 
 def resolve_rejections(session: Session, *, source_id: str, positions: Sequence[int]) -> None:

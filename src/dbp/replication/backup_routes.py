@@ -22,6 +22,7 @@ and version, and a copy must never be answered with a view made from other bytes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -130,17 +131,26 @@ async def get_status(request: Request, principal: PrincipalDep) -> Response:
 @router.get("/api/v1/backup/rejections", summary="Feed entries the backup refused, with the failed step")
 async def get_rejections(request: Request, principal: PrincipalDep, source_id: SourceId = None,
                          limit: Limit = 100) -> Response:
-    _known(principal)
-    rows = await in_read_session(request, lambda s: backup.rejections_json(s, source_id=source_id, limit=limit))
-    return json_response({"rejections": rows}, headers={"Cache-Control": "no-store"})
+    return await _staff_list(request, principal, "rejections", backup.rejections_json, source_id, limit,
+                             unknown_source=False)
 
 
 @router.get("/api/v1/backup/alerts", summary="What the backup's witness check caught, with the evidence")
 async def get_alerts(request: Request, principal: PrincipalDep, source_id: SourceId = None,
                      limit: Limit = 100) -> Response:
-    _known(principal)
-    rows = await in_read_session(request, lambda s: backup.alerts_json(s, source_id=source_id, limit=limit))
-    if source_id is not None and not rows:
-        await in_read_session(request, lambda s: backup.get_source(s, source_id=source_id))  # NotFound if unknown
-    return json_response({"alerts": rows}, headers={"Cache-Control": "no-store"})
+    return await _staff_list(request, principal, "alerts", backup.alerts_json, source_id, limit)
 
+
+async def _staff_list(request: Request, principal: Principal, key: str, rows_of: Callable[..., list[Any]],
+                      source_id: str | None, limit: int, *, unknown_source: bool = True) -> Response:
+    """``{key: rows}`` for the backup's staff; with ``unknown_source``, an unknown ``sourceId`` is a 404 rather
+    than an empty list."""
+    _known(principal)
+
+    def work(s: Any) -> list[Any]:
+        rows = rows_of(s, source_id=source_id, limit=limit)
+        if unknown_source and source_id is not None and not rows:
+            backup.get_source(s, source_id=source_id)  # NotFound if unknown
+        return rows
+
+    return json_response({key: await in_read_session(request, work)}, headers={"Cache-Control": "no-store"})

@@ -37,7 +37,6 @@ or ``dbp backup run``).
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import threading
@@ -63,7 +62,7 @@ from dbp.integrity.checkpoint import (
     parse_verifier_key,
     verify_checkpoint,
 )
-from dbp.integrity.signing import _unb64url
+from dbp.integrity.signing import unb64url
 from dbp.replication import backup, verify
 from dbp.replication.models import BackupSource
 
@@ -265,7 +264,7 @@ def _served_keys(keys: list[dict[str, Any]], origin: str) -> dict[str, tuple[byt
         try:
             jwk = item["jwk"]
             kid, x = str(jwk["kid"]), str(jwk["x"])
-            raw = _unb64url(x, "x")
+            raw = unb64url(x, "x")
             retired = item.get("retiredAt")
             if len(raw) != 32 or not isinstance(item.get("createdAt"), str) or len(kid) > 256 or not (
                     retired is None or isinstance(retired, str)):
@@ -337,7 +336,7 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
     trusted = backup.trusted_keys(source)
     trusted_x = {k["x"] for k in trusted.values()}
     created = {raw: meta["createdAt"] for raw, meta in served.values() if raw in signers or meta["x"] in trusted_x}
-    created.update({_unb64url(k["x"], "x"): k["createdAt"] for k in trusted.values()})  # a known key keeps its date
+    created.update({unb64url(k["x"], "x"): k["createdAt"] for k in trusted.values()})  # a known key keeps its date
     for kid, (raw, meta) in served.items():
         known = trusted.get(kid)
         if known is not None:
@@ -401,7 +400,7 @@ def follow_once(factory: sessionmaker[Session], client: RepositoryClient, *, sou
                 row.verifier_key = new_pin
     report.tree_size = max(seen.size, source.tree_size)
     audited = verify.AuditedTree(report.tree_size, seen.root, verified)
-    keys = {kid: _unb64url(k["x"], "x") for kid, k in trusted.items()}
+    keys = backup.raw_keys_of(trusted)
 
     # 4. feed
     position = source.next_position
@@ -632,10 +631,6 @@ def _refuse(session: Session, report: RoundReport, source_id: str, v: verify.Ver
         log.warning("backup source %s: %s", source_id, reason)
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 # ------------------------------------------------------------------------------------------------ the loop
 class Follower:
     """Rounds for every source that is due, in a daemon thread, every ``interval`` seconds (sooner while a
@@ -647,7 +642,6 @@ class Follower:
         self.transport = transport
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last: dict[str, RoundReport] = {}
         self._rescanned: dict[str, float] = {}  # source id -> monotonic time of its last rescan
 
     def start(self) -> None:
@@ -711,5 +705,4 @@ class Follower:
             report = RoundReport(source_id, "failed", message)
         finally:
             client.close()
-        self.last[source_id] = report
         return report
